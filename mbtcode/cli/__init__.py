@@ -1,0 +1,63 @@
+"""The ``mbtcode`` command line: one click module per area, sharing one app factory."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask
+from flask.cli import FlaskGroup
+
+from .. import __version__
+
+
+def _create_app() -> Flask:
+    from .. import create_app
+
+    return create_app()
+
+
+def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(f"mbtcode {__version__}")
+        ctx.exit()
+
+
+main = FlaskGroup(
+    name="mbtcode",
+    help="Rate Mentalization-Based Treatment sessions: transcripts, codes, ratings, reliability.",
+    create_app=_create_app,
+    add_default_commands=False,
+    add_version_option=False,
+    load_dotenv=False,
+    set_debug_flag=False,
+    params=[
+        click.Option(
+            ["--version"], is_flag=True, expose_value=False, is_eager=True,
+            callback=_version, help="Show the version and exit.",
+        )
+    ],
+)
+
+
+def _commands() -> list[click.Command]:
+    from . import db, demo, import_, schemes, sessions, studies, users
+
+    return [
+        db.init,
+        db.serve,
+        demo.demo,
+        users.user,
+        studies.study,
+        schemes.scheme,
+        import_.import_transcripts,
+        sessions.session,
+    ]
+
+
+for _command in _commands():
+    main.add_command(_command)
+
+
+def register_commands(app: Flask) -> None:
+    """Also put the commands on ``app.cli``, so ``app.test_cli_runner()`` finds them."""
+    for command in _commands():
+        app.cli.add_command(command)

@@ -1,0 +1,102 @@
+"""The demo study: fictional MBT sessions and one account per role (idempotent)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+
+from .. import paths
+from ..extensions import db
+from ..models import Transcript
+from . import ServiceError
+from .imports import SourceFile, apply_import, plan_import
+from .schemes import register_shipped_schemes
+from .studies import create_study, get_study_by_name
+from .users import create_user, get_user_by_email
+
+DEMO_STUDY = "MBT demo study"
+DEMO_ACCOUNTS = (
+    ("admin@demo.example.org", "Demo Admin", "admin"),
+    ("coordinator@demo.example.org", "Demo Coordinator", "coordinator"),
+    ("rater1@demo.example.org", "Demo Rater One", "rater"),
+    ("rater2@demo.example.org", "Demo Rater Two", "rater"),
+    ("analyst@demo.example.org", "Demo Analyst", "analyst"),
+)
+TRANSCRIPTS_DIR = paths.DEMO_DIR / "transcripts"
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    study_name: str
+    imported: int
+    accounts: list[tuple[str, str, str]]  # (email, role, password)
+
+
+def load_demo(instance_path: str | os.PathLike) -> DemoResult:
+    """Create the demo study, its sessions and accounts; running it again adds nothing.
+
+    Passwords are random on first run and kept in ``<instance>/demo-accounts.json`` (mode
+    0600), so that a second run can print them again. The demo is for trying mbtcode out:
+    never load it into a database that holds real data.
+    """
+    register_shipped_schemes()
+    study = get_study_by_name(DEMO_STUDY) or create_study(DEMO_STUDY, actor=None)
+    known = set(db.session.scalars(select(Transcript.sha256).where(Transcript.study_id == study.id)))
+    manifest_path = TRANSCRIPTS_DIR / "manifest.csv"
+    sources = [
+        SourceFile(path.name, path.read_bytes())
+        for path in sorted(TRANSCRIPTS_DIR.iterdir())
+        if path.suffix in {".txt", ".vtt", ".srt", ".csv", ".docx"} and path.name != "manifest.csv"
+    ]
+    from ..io.transcripts import parse_transcript
+
+    fresh = [s for s in sources if parse_transcript(s.data, s.name).sha256 not in known]
+    imported = 0
+    if fresh:
+        plan = plan_import(
+            study, fresh, manifest=SourceFile(manifest_path.name, manifest_path.read_bytes())
+        )
+        if not plan.ok:
+            raise ServiceError(
+                "the demo transcripts do not import cleanly: " + "; ".join(map(str, plan.problems))
+            )
+        imported = len(apply_import(plan, actor=None))
+    return DemoResult(DEMO_STUDY, imported, _demo_accounts(Path(instance_path)))
+
+
+def _demo_accounts(instance_path: Path) -> list[tuple[str, str, str]]:
+    store = instance_path / "demo-accounts.json"
+    passwords: dict[str, str] = json.loads(store.read_text()) if store.exists() else {}
+    changed = False
+    accounts = []
+    for email, name, role in DEMO_ACCOUNTS:
+        user = get_user_by_email(email)
+        if user is None:
+            password = passwords.get(email) or _passphrase()
+            create_user(email, name=name, role=role, password=password, actor=None)
+        elif email not in passwords:
+            raise ServiceError(
+                f"demo account {email} exists but its password is not in {store}; "
+                "delete the demo database (or that account) and run 'mbtcode demo' again"
+            )
+        else:
+            password = passwords[email]
+        if passwords.get(email) != password:
+            passwords[email] = password
+            changed = True
+        accounts.append((email, role, password))
+    if changed:
+        fd = os.open(store, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(passwords, fh, indent=2)
+    return accounts
+
+
+def _passphrase() -> str:
+    """A random 16-character password (96 bits), copyable from the terminal."""
+    return secrets.token_urlsafe(12)
