@@ -1,0 +1,48 @@
+"""Blueprints, one per area of the site, and the response headers every page gets."""
+
+from __future__ import annotations
+
+from flask import Flask, Response, request
+from flask_login import current_user
+
+# No inline scripts or styles, no eval: htmx runs with allowEval=false (see base.html).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+
+
+def register_blueprints(app: Flask) -> None:
+    from . import auth, sessions, studies
+
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(studies.bp)
+    app.register_blueprint(sessions.bp)
+    app.after_request(_security_headers)
+    app.add_template_filter(format_timestamp, "timestamp")
+    app.add_url_rule("/", endpoint="index", view_func=studies.index)
+
+
+def format_timestamp(seconds: float | None) -> str:
+    """Seconds as ``h:mm:ss`` (or ``m:ss`` under an hour)."""
+    if seconds is None:
+        return ""
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _security_headers(response: Response) -> Response:
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("X-Frame-Options", "DENY")
+    if request.is_secure:
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+    if current_user.is_authenticated and request.endpoint != "static":
+        # Transcripts are health data: never keep them in a browser or proxy cache.
+        headers["Cache-Control"] = "no-store"
+    headers.add("Vary", "HX-Request")
+    return response

@@ -1,0 +1,16 @@
+"""One place that decides between a full page and an htmx fragment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import render_template
+
+from ..extensions import htmx
+
+
+def render(page: str, fragment: str | None = None, **context: Any) -> str:
+    """Render ``fragment`` for htmx requests that target it, else the full ``page``."""
+    if fragment is not None and htmx and not htmx.boosted:
+        return render_template(fragment, **context)
+    return render_template(page, **context)
