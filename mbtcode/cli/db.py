@@ -48,6 +48,11 @@ def run_server(host: str, port: int, threads: int = 8) -> None:
     """Start waitress on the current app; blocks until interrupted."""
     import waitress
 
+    from ..extensions import db
+
+    # End the command's own transaction: on SQLite an open one would hold the write lock
+    # for as long as the server runs. Requests get their own sessions.
+    db.session.remove()
     app = current_app._get_current_object()
     click.echo(f"mbtcode is running at http://{host}:{port}/  (Ctrl+C stops it)")
     waitress.serve(app, host=host, port=port, threads=threads, ident="mbtcode")

@@ -204,7 +204,7 @@ def apply_import(plan: ImportPlan, *, actor: User | None) -> list[TherapySession
     created = []
     for planned in plan.sessions:
         session = TherapySession(
-            study=study,
+            study_id=study.id,
             label=planned.label,
             session_date=planned.session_date,
             modality=planned.modality,
@@ -212,6 +212,7 @@ def apply_import(plan: ImportPlan, *, actor: User | None) -> list[TherapySession
             session_number=planned.session_number,
             language=planned.language,
         )
+        db.session.add(session)
         for kind, codes in (("therapist", planned.therapists), ("patient", planned.patients)):
             for code in codes:
                 participant = _participant(study, kind, code, participants)
@@ -225,7 +226,7 @@ def apply_import(plan: ImportPlan, *, actor: User | None) -> list[TherapySession
             n_utterances=len(planned.transcript.utterances),
             imported_by_id=actor.id if actor else None,
         )
-        db.session.add_all([session, transcript])
+        db.session.add(transcript)
         db.session.flush()
         db.session.execute(
             insert(Utterance),

@@ -9,8 +9,11 @@ from flask import render_template
 from ..extensions import htmx
 
 
-def render(page: str, fragment: str | None = None, **context: Any) -> str:
-    """Render ``fragment`` for htmx requests that target it, else the full ``page``."""
+def render(page: str, fragment: str | None = None, /, **context: Any) -> str:
+    """Render ``fragment`` for htmx requests, else the full ``page``.
+
+    Positional-only, so the context may use any name (``page`` for pagination, say).
+    """
     if fragment is not None and htmx and not htmx.boosted:
         return render_template(fragment, **context)
     return render_template(page, **context)
