@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 from flask.cli import with_appcontext
+from sqlalchemy.exc import OperationalError
 
 from ..extensions import db
 from ..services import ServiceError
@@ -31,6 +32,13 @@ def transactional(func: Callable[..., Any]) -> Callable[..., Any]:
         except ServiceError as exc:
             db.session.rollback()
             raise click.ClickException(str(exc)) from exc
+        except OperationalError as exc:
+            db.session.rollback()
+            reason = str(exc.orig).splitlines()[0] if exc.orig else exc.__class__.__name__
+            raise click.ClickException(
+                f"database {safe_url()} not usable: {reason}; nothing was changed "
+                "(if it is busy, try again)"
+            ) from exc
         except BaseException:
             db.session.rollback()
             raise

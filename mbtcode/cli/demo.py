@@ -31,6 +31,7 @@ def _setup() -> None:
 
     upgrade_database()
     result = load_demo(current_app.instance_path)
+    click.echo(f"Instance folder: {current_app.instance_path}")
     click.echo(f"Database: {safe_url()}")
     if result.imported:
         click.echo(f"Demo study '{result.study_name}': imported {result.imported} sessions.")
