@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -53,9 +54,8 @@ def load_demo(instance_path: str | os.PathLike) -> DemoResult:
         for path in sorted(TRANSCRIPTS_DIR.iterdir())
         if path.suffix in {".txt", ".vtt", ".srt", ".csv", ".docx"} and path.name != "manifest.csv"
     ]
-    from ..io.transcripts import parse_transcript
-
-    fresh = [s for s in sources if parse_transcript(s.data, s.name).sha256 not in known]
+    # The stored hash is the SHA-256 of the file's bytes; a broken file is reported by the plan.
+    fresh = [s for s in sources if hashlib.sha256(s.data).hexdigest() not in known]
     imported = 0
     if fresh:
         plan = plan_import(

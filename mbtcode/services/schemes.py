@@ -63,10 +63,10 @@ def register_shipped_schemes(*, actor: User | None = None) -> list[SchemeVersion
 
 def find_scheme_version(ref: str) -> SchemeVersion:
     """Resolve ``key`` (latest revision) or ``key@revision``; raise ServiceError if unknown."""
-    key, _, revision = ref.partition("@")
+    key, at, revision = ref.partition("@")
     query = select(SchemeVersion).where(SchemeVersion.key == key)
-    if revision:
-        if not revision.isdigit():
+    if at:
+        if not (revision.isascii() and revision.isdigit()):
             raise ServiceError(f"bad scheme reference '{ref}': use ID or ID@REVISION, e.g. {key}@1")
         query = query.where(SchemeVersion.revision == int(revision))
     found = db.session.scalar(query.order_by(SchemeVersion.revision.desc()).limit(1))

@@ -23,8 +23,7 @@ def create_study(name: str, *, actor: User | None, scheme_ref: str | None = None
     if get_study_by_name(name) is not None:
         raise ServiceError(f"a study named '{name}' already exists")
     ref = scheme_ref or current_app.config["DEFAULT_SCHEME"]
-    if scheme_ref is None:
-        register_shipped_schemes(actor=actor)
+    register_shipped_schemes(actor=actor)  # idempotent; shipped schemes work without 'init'
     version = find_scheme_version(ref)
     study = Study(name=name, scheme_version=version, created_by_id=actor.id if actor else None)
     db.session.add(study)

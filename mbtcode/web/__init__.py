@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, request
 from flask_login import current_user
+from werkzeug.routing import IntegerConverter
 
 # No inline scripts or styles, no eval: htmx runs with allowEval=false (see base.html).
 CONTENT_SECURITY_POLICY = (
@@ -12,9 +13,21 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
+class BoundedIntConverter(IntegerConverter):
+    """``<int:…>`` that only matches ids the database can hold, so ``/studies/99…9`` is a 404.
+
+    Primary keys are INTEGER: 32-bit on PostgreSQL ("integer out of range" beyond), and
+    SQLite raises OverflowError beyond 64 bits; either would be a 500.
+    """
+
+    def __init__(self, map, fixed_digits=0, min=None, max=2**31 - 1, signed=False):
+        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
+
+
 def register_blueprints(app: Flask) -> None:
     from . import auth, sessions, studies
 
+    app.url_map.converters["int"] = BoundedIntConverter
     app.register_blueprint(auth.bp)
     app.register_blueprint(studies.bp)
     app.register_blueprint(sessions.bp)

@@ -40,7 +40,9 @@ def safe_next(target: str | None) -> str:
         return url_for("index")
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") \
-            or "\\" in target:
+            or "\\" in target or not target.isprintable():
+        # isprintable: urlsplit drops tabs and newlines that browsers also drop ("/\t/x"
+        # becomes "//x"), and CR/LF in a Location header is a 500 (header injection).
         return url_for("index")
     return target
 
