@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from typing import Any, NoReturn
+
 import click
 from flask import Flask
 from flask.cli import FlaskGroup
@@ -21,7 +24,31 @@ def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
         ctx.exit()
 
 
-main = FlaskGroup(
+class MbtcodeGroup(FlaskGroup):
+    """The top-level group; every failure ends in one ``Error: …`` line on stderr.
+
+    click's own usage errors print the usage block first; scripts that call mbtcode want
+    one line with the reason, and ``--help`` is there for the rest.
+    """
+
+    def main(self, *args: Any, **kwargs: Any) -> NoReturn:
+        kwargs["standalone_mode"] = False
+        try:
+            result = super().main(*args, **kwargs)
+        except click.UsageError as exc:
+            where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+            click.echo(f"Error: {exc.format_message()}{where}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Error: aborted", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+main = MbtcodeGroup(
     name="mbtcode",
     help="Rate Mentalization-Based Treatment sessions: transcripts, codes, ratings, reliability.",
     create_app=_create_app,
