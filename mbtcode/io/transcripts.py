@@ -948,37 +948,26 @@ def _parse_vtt(text: str, b: _Builder) -> None:
     else:
         b.problem(1, "missing 'WEBVTT' header", "the first line of a WebVTT file must be "
                   "'WEBVTT'; if this is an SRT file, name it *.srt or pass --format srt")
+    _parse_cues(lines, first, b, vtt=True)
+
+
+def _parse_cues(lines: list[str], first: int, b: _Builder, *, vtt: bool) -> None:
+    """Read WebVTT cues or SRT subtitles: optional id line, timing line, text lines."""
     state: dict = {}
     for block in _blocks(lines, first):
         head = block[0][1].strip()
         keyword = head.split(None, 1)[0] if head else ""
-        if keyword in _VTT_BLOCK_KEYWORDS and "-->" not in head:
+        if vtt and keyword in _VTT_BLOCK_KEYWORDS and "-->" not in head:
             continue
         if "-->" in block[0][1]:
             t = 0
         elif len(block) > 1 and "-->" in block[1][1]:
             t = 1
-        else:
+        elif vtt:
             b.problem(block[0][0], "expected a cue timing line",
                       "e.g. '00:00:01.000 --> 00:00:04.000'; cue text must not contain "
                       "blank lines")
             continue
-        lineno, timing = block[t]
-        start, end = _parse_timing(timing, lineno, b)
-        b.check_order(start, lineno)
-        _add_cue(b, state, start, end, block[t + 1:], vtt=True)
-        if b.too_many:
-            return
-
-
-def _parse_srt(text: str, b: _Builder) -> None:
-    lines = text.split("\n")
-    state: dict = {}
-    for block in _blocks(lines, 0):
-        if "-->" in block[0][1]:
-            t = 0
-        elif len(block) > 1 and "-->" in block[1][1]:
-            t = 1
         else:
             b.problem(block[0][0], "expected a subtitle number followed by a timing line",
                       "e.g. '1' then '00:00:01,000 --> 00:00:04,000'; subtitle text must "
@@ -987,9 +976,13 @@ def _parse_srt(text: str, b: _Builder) -> None:
         lineno, timing = block[t]
         start, end = _parse_timing(timing, lineno, b)
         b.check_order(start, lineno)
-        _add_cue(b, state, start, end, block[t + 1:], vtt=False)
+        _add_cue(b, state, start, end, block[t + 1:], vtt=vtt)
         if b.too_many:
             return
+
+
+def _parse_srt(text: str, b: _Builder) -> None:
+    _parse_cues(text.split("\n"), 0, b, vtt=False)
 
 
 # --------------------------------------------------------------------------------------

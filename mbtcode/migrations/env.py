@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from mbtcode.extensions import db
-
 import mbtcode.models  # noqa: F401  (registers the tables on db.metadata)
+from mbtcode.extensions import db
 
 config = context.config
 connection = config.attributes.get("connection")

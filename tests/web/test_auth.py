@@ -48,7 +48,7 @@ def test_login_success_redirects_to_the_start_page(client, make_user):
 
 
 def test_login_email_is_case_insensitive(client, make_user):
-    user = make_user(email="mixed@example.org")
+    make_user(email="mixed@example.org")
     assert _post_login(client, "Mixed@Example.ORG", PASSWORD).status_code == 302
 
 
