@@ -83,9 +83,10 @@ def _register_extensions(app: Flask) -> None:
     login.login_message_category = "info"
     login.session_protection = "strong"
 
-    from .web.auth import load_user
+    from .web.auth import load_user, unauthorized
 
     login.user_loader(load_user)
+    login.unauthorized_handler(unauthorized)
 
 
 def _register_blueprints(app: Flask) -> None:

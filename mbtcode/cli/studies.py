@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import click
 
-from ..services.studies import create_study, list_studies_with_counts
+from ..models import STUDY_ROLES
+from ..services import ServiceError
+from ..services.permissions import add_member
+from ..services.studies import create_study, list_studies_with_counts, require_study
+from ..services.users import get_user_by_email
 from ._common import emit_json, require_current_schema, transactional
 
 
@@ -42,3 +46,19 @@ def list_(as_json: bool) -> None:
         click.echo("No studies yet: mbtcode study create NAME")
     for s, n in rows:
         click.echo(f"{s.id:>4}  {s.name}  ({s.scheme_version.ref}, {n} sessions)")
+
+
+@study.command("member")
+@click.argument("name")
+@click.argument("email")
+@click.option("--role", required=True, type=click.Choice(STUDY_ROLES), help="Role in this study.")
+@transactional
+def member(name: str, email: str, role: str) -> None:
+    """Give an existing account a role in a study (or change it)."""
+    require_current_schema()
+    target = require_study(name)
+    user = get_user_by_email(email)
+    if user is None:
+        raise ServiceError(f"no account {email}; create it with 'mbtcode user add'")
+    add_member(target, user, role, actor=None)
+    click.echo(f"{user.email} is a {role} in '{target.name}'.")

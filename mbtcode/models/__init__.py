@@ -1,15 +1,18 @@
 """The data model; import models from here."""
 
 from .audit import AuditEvent
+from .coding import ASSIGNMENT_STATUSES, Assignment, ItemRating, ItemRationale, UtteranceCode
 from .scheme import SchemeVersion
 from .study import (
     MODALITIES,
     PARTICIPANT_KINDS,
     PHASES,
     SPEAKER_ROLES,
+    STUDY_ROLES,
     Participant,
     SessionParticipant,
     Study,
+    StudyMember,
     TherapySession,
     Transcript,
     Utterance,
@@ -17,6 +20,13 @@ from .study import (
 from .user import ROLES, User
 
 __all__ = [
+    "ASSIGNMENT_STATUSES",
+    "STUDY_ROLES",
+    "Assignment",
+    "ItemRating",
+    "ItemRationale",
+    "StudyMember",
+    "UtteranceCode",
     "MODALITIES",
     "PARTICIPANT_KINDS",
     "PHASES",

@@ -43,6 +43,25 @@ class Study(db.Model):
     )
 
 
+STUDY_ROLES = ("coordinator", "rater", "analyst")
+
+
+class StudyMember(db.Model):
+    """A user's role in one study; site admins need no membership to see a study."""
+
+    __tablename__ = "study_member"
+    __table_args__ = (
+        UniqueConstraint("study_id", "user_id"),
+        CheckConstraint("role IN ('coordinator', 'rater', 'analyst')", name="role"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    role: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Participant(db.Model):
     """A therapist or patient, known to mbtcode only by a pseudonymous study code."""
 

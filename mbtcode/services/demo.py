@@ -66,7 +66,34 @@ def load_demo(instance_path: str | os.PathLike) -> DemoResult:
                 "the demo transcripts do not import cleanly: " + "; ".join(map(str, plan.problems))
             )
         imported = len(apply_import(plan, actor=None))
-    return DemoResult(DEMO_STUDY, imported, _demo_accounts(Path(instance_path)))
+    accounts = _demo_accounts(Path(instance_path))
+    _demo_team(study)
+    return DemoResult(DEMO_STUDY, imported, accounts)
+
+
+#: Which demo sessions (by position in the study) each demo rater codes; 2 and 3 are
+#: double-coded, as about a fifth of a real study's sessions would be.
+DEMO_ASSIGNMENTS = {"rater1@demo.example.org": (0, 1, 2, 3), "rater2@demo.example.org": (1, 2, 4)}
+
+
+def _demo_team(study) -> None:
+    """Give each demo account its study role and the raters their assignments (idempotent)."""
+    from sqlalchemy import select as _select
+
+    from ..models import TherapySession
+    from .assignments import assign_sessions
+    from .permissions import add_member
+
+    for email, _name, role in DEMO_ACCOUNTS:
+        if role != "admin":
+            add_member(study, get_user_by_email(email), role, actor=None)
+    sessions = list(db.session.scalars(
+        _select(TherapySession).where(TherapySession.study_id == study.id).order_by(TherapySession.id)
+    ))
+    for email, positions in DEMO_ASSIGNMENTS.items():
+        chosen = [sessions[i] for i in positions if i < len(sessions)]
+        if chosen:
+            assign_sessions(study, chosen, [get_user_by_email(email)], actor=None)
 
 
 def _demo_accounts(instance_path: Path) -> list[tuple[str, str, str]]:

@@ -83,10 +83,21 @@ def list_scheme_versions() -> list[SchemeVersion]:
     )
 
 
+_parsed: dict[str, Scheme] = {}
+
+
 def as_scheme(version: SchemeVersion) -> Scheme:
-    """The parsed, typed view of a stored revision."""
-    import json
+    """The parsed, typed view of a stored revision.
 
-    from ..io.schemes import parse_scheme
+    Revisions never change, so the parse (JSON Schema validation included) is cached by the
+    revision's SHA-256; every save in the coding workspace needs the scheme.
+    """
+    cached = _parsed.get(version.sha256)
+    if cached is None:
+        import json
 
-    return parse_scheme(json.dumps(version.document).encode(), f"{version.ref} (stored)")
+        from ..io.schemes import parse_scheme
+
+        cached = parse_scheme(json.dumps(version.document).encode(), f"{version.ref} (stored)")
+        _parsed[version.sha256] = cached
+    return cached

@@ -78,3 +78,15 @@ def transcript_page(
             transcript.utterances.select().offset(offset).limit(limit)
         )
     )
+
+
+def all_utterances(session: TherapySession) -> list[Utterance]:
+    """Every utterance of the session's transcript, in order (empty without a transcript)."""
+    return list(
+        db.session.scalars(
+            select(Utterance)
+            .join(Transcript, Transcript.id == Utterance.transcript_id)
+            .where(Transcript.session_id == session.id)
+            .order_by(Utterance.position)
+        )
+    )

@@ -69,3 +69,15 @@ def list_studies_with_counts() -> list[tuple[Study, int]]:
         .order_by(Study.name)
     )
     return [(study, n) for study, n in rows]
+
+
+def session_counts(study_ids: list[int]) -> dict[int, int]:
+    """Number of sessions per study id."""
+    if not study_ids:
+        return {}
+    rows = db.session.execute(
+        select(TherapySession.study_id, func.count(TherapySession.id))
+        .where(TherapySession.study_id.in_(study_ids))
+        .group_by(TherapySession.study_id)
+    )
+    return dict(rows.all())

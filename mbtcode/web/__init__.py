@@ -25,15 +25,18 @@ class BoundedIntConverter(IntegerConverter):
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import auth, sessions, studies
+    from . import assignments, auth, coding, ratings, sessions, studies
 
     app.url_map.converters["int"] = BoundedIntConverter
     app.register_blueprint(auth.bp)
     app.register_blueprint(studies.bp)
     app.register_blueprint(sessions.bp)
+    app.register_blueprint(assignments.bp)
+    app.register_blueprint(coding.bp)
+    app.register_blueprint(ratings.bp)
     app.after_request(_security_headers)
     app.add_template_filter(format_timestamp, "timestamp")
-    app.add_url_rule("/", endpoint="index", view_func=studies.index)
+    app.add_url_rule("/", endpoint="index", view_func=studies.home)
 
 
 def format_timestamp(seconds: float | None) -> str:

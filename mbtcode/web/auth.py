@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, flash, jsonify, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
+from flask_wtf.csrf import generate_csrf
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Length
 
@@ -32,6 +33,21 @@ def load_user(user_id: str) -> User | None:
     if user is None or not user.active or user.session_epoch != int(epoch):
         return None
     return user
+
+
+def unauthorized():
+    """Not signed in: pages go to the login form; background saves get a 401 they can act on.
+
+    A save answered with the login page (after a redirect) would look like success to the
+    script; a 401 lets the coding page keep the unsaved work and ask for a new login.
+    """
+    if request.headers.get("HX-Request") or request.accept_mimetypes.best == "application/json":
+        response = jsonify(error="login required")
+        response.status_code = 401
+        response.headers["X-Mbtcode-Error"] = "login"
+        return response
+    flash("Please log in to continue.", "info")
+    return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
 
 
 def safe_next(target: str | None) -> str:
@@ -83,3 +99,10 @@ def logout():
     session.clear()
     flash("You are signed out.", "info")
     return redirect(url_for("auth.login"))
+
+
+@bp.get("/csrf")
+@login_required
+def csrf_token():
+    """A fresh CSRF token, for a page whose token died with an expired login."""
+    return jsonify(token=generate_csrf())

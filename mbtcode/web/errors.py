@@ -16,6 +16,9 @@ def register_errorhandlers(app: Flask) -> None:
 
 
 def _csrf_error(error: CSRFError):
+    if request.headers.get("HX-Request"):
+        # The coding page refreshes its token and retries; nothing was written.
+        return "csrf", 400, {"X-Mbtcode-Error": "csrf"}
     return render_template(
         "errors/error.html",
         code=400,
