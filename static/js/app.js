@@ -1,7 +1,7 @@
 /* mbtcode: feedback for htmx autosave forms (class "autosave").
  * A failed save keeps what the user entered, says "not saved – retrying", and retries:
- * after a back-off when the server is unreachable, after a fresh CSRF token when the
- * token died with an expired login, and on "Retry now".
+ * after a back-off when the server is unreachable (at once when the browser is back online),
+ * after a fresh CSRF token when the token died with an expired login, and on "Retry now".
  */
 (function () {
   "use strict";
@@ -78,6 +78,12 @@
       banner("Your login has expired. What you entered is kept on this page.", true);
       return;
     }
+    if (xhr.status === 403 || xhr.status === 404) {  // withdrawn: retrying cannot help
+      state(form, "not saved – assignment withdrawn or closed", true);
+      banner("Not saved – this assignment was withdrawn or is no longer open to you. " +
+        "What you entered is kept on this page; ask your study coordinator.", false);
+      return;
+    }
     state(form, "not saved – retrying", true);
     later(form);
   });
@@ -87,9 +93,15 @@
       if (el && !document.getElementById("workspace")) { el.hidden = true; el.replaceChildren(); }
     }
   });
-  window.addEventListener("focus", function () {
-    document.querySelectorAll("form.autosave.unsaved").forEach(function (f) { htmx.trigger(f, "retry"); });
+  document.addEventListener("htmx:afterRequest", function (e) {
+    const form = e.detail.elt.closest && e.detail.elt.closest("form.autosave");
+    if (form && e.detail.successful) failures.delete(form);  // the next failure backs off from 2 s again
   });
+  function retryUnsaved() {
+    document.querySelectorAll("form.autosave.unsaved").forEach(function (f) { htmx.trigger(f, "retry"); });
+  }
+  window.addEventListener("focus", retryUnsaved);
+  window.addEventListener("online", retryUnsaved);  // back online: do not wait for the back-off
   window.addEventListener("beforeunload", function (e) {
     if (document.querySelector("form.autosave.unsaved")) { e.preventDefault(); e.returnValue = ""; }
   });

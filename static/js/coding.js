@@ -4,7 +4,8 @@
  * version the page last saw. The server answers with the re-rendered row (200), a conflict
  * row (409), or an error row (422), which replaces the old one. Network failures and
  * expired logins keep the change queued, show "not saved – retry", and retry: after a
- * back-off for the network, after a new login for an expired session.
+ * back-off for the network, after a new login for an expired session. A 403/404 (the
+ * assignment was withdrawn) keeps the change on the page and says so, without a retry loop.
  * No eval, no inline handlers: the page runs under a strict Content-Security-Policy.
  */
 (function () {
@@ -153,7 +154,7 @@
 
   async function pump(uid) {
     const entry = pending.get(uid);
-    if (!entry || entry.busy || !entry.ops.length) return;
+    if (!entry || entry.busy || entry.paused || !entry.ops.length) return;
     const row = rowByUid(uid);
     if (!row) { pending.delete(uid); return; }
     entry.busy = true;
@@ -174,6 +175,8 @@
       return failed(uid, entry, "network");
     }
     if (response.status === 401) return failed(uid, entry, "login");
+    // Withdrawn, or no longer a rater in the study: retrying cannot help (SECURITY.md A10).
+    if (response.status === 403 || response.status === 404) return failed(uid, entry, "gone");
     if (response.status === 400 && response.headers.get("X-Mbtcode-Error") === "csrf") {
       if (entry.failures < 1 && await refreshToken()) {
         entry.failures += 1;
@@ -189,7 +192,14 @@
     entry.ops.shift();
     entry.busy = false;
     entry.failures = 0;
-    if (response.status !== 200) entry.ops = [];  // the row now asks the rater what to do
+    if (response.status !== 200) {
+      // The row now asks the rater what to do. Later changes of the same field are
+      // superseded by that choice; a queued change of the other field (the note after a
+      // code conflict) waits, so it is neither lost nor sent blindly over the other tab.
+      const field = op.field;
+      entry.ops = entry.ops.filter(function (o) { return o.field !== field; });
+      entry.paused = entry.ops.length > 0;
+    }
     replaceRow(uid, html);
     if (!entry.ops.length) pending.delete(uid); else pump(uid);
     if (loginLost) { loginLost = false; retryAll(); }
@@ -204,6 +214,11 @@
       loginLost = true;
       setState(uid, "not saved – sign in again", true);
       showBanner("login");
+      return;
+    }
+    if (why === "gone") {
+      setState(uid, "not saved – assignment withdrawn or closed", true);
+      showBanner("gone");
       return;
     }
     setState(uid, "not saved – retrying", true);
@@ -275,6 +290,9 @@
       link.rel = "noopener";
       link.textContent = "Sign in again (new tab)";
       text.append(link, document.createTextNode(", then come back: saving resumes. "));
+    } else if (kind === "gone") {
+      text.textContent = "Not saved – this assignment was withdrawn or is no longer open to you. " +
+        "Your unsaved codes are kept on this page; ask your study coordinator. ";
     } else {
       text.textContent = "Not saved – the server cannot be reached. Your changes are kept and retried. ";
     }
@@ -291,6 +309,8 @@
     if (!row) return;
     if (button) {
       select(row);
+      const waiting = pending.get(row.dataset.uid);
+      if (waiting && waiting.paused) { waiting.paused = false; pump(row.dataset.uid); }
       if (button.dataset.action === "keep-mine") {
         if (button.dataset.field === "code") applyCode(button.dataset.value);
         else enqueue(row.dataset.uid, "note", button.dataset.value);

@@ -1,0 +1,69 @@
+"""Helpers for the browser tests (keyboard login, reading the coding page)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+STUDY = "MBT demo study"
+RATER = "rater1@demo.example.org"
+COORDINATOR = "coordinator@demo.example.org"
+
+
+def log_in(page, email: str, password: str) -> None:
+    """Sign in by keyboard: the e-mail field has focus, Tab to the password, Enter."""
+    page.goto("/auth/login")
+    assert page.evaluate("document.activeElement.id") == "email"
+    page.keyboard.type(email)
+    page.keyboard.press("Tab")
+    page.keyboard.type(password)
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert "/auth/login" not in page.url, page.inner_text("main")
+
+
+def assignment_links(page) -> dict[str, str]:
+    """Session label → coding page URL, from the rater's queue."""
+    page.goto("/assignments/")
+    return dict(page.eval_on_selector_all(
+        "table.queue tbody tr",
+        "rows => rows.map(r => [r.cells[0].textContent.trim(), r.querySelector('a').getAttribute('href')])",
+    ))
+
+
+def row_codes(page) -> dict[str, str]:
+    """utterance id → data-code of every codable row."""
+    return dict(page.eval_on_selector_all(
+        "li.utt.codable", "rows => rows.map(r => [r.dataset.uid, r.dataset.code])"))
+
+
+def wait_all_saved(page, timeout: float = 5000) -> None:
+    page.wait_for_function(
+        "() => document.getElementById('save-summary').textContent.includes('all changes saved')"
+        " && !document.querySelector('li.utt.unsaved')",
+        timeout=timeout,
+    )
+
+
+def coding_config(page) -> dict:
+    """The coding page's key and label tables (the legend's data)."""
+    return page.evaluate("JSON.parse(document.getElementById('coding-config').textContent)")
+
+
+def current_row(page) -> dict:
+    """The selected utterance: uid, code set, code, position."""
+    return page.evaluate(
+        "() => { const r = document.querySelector('li.utt.current');"
+        " return {uid: r.dataset.uid, codeSet: r.dataset.codeSet || null, code: r.dataset.code,"
+        " pos: r.querySelector('.pos').textContent, focused: document.activeElement === r}; }"
+    )
+
+
+def open_coding_page(page, url: str) -> None:
+    page.goto(url)
+    page.wait_for_selector("li.utt.current")
