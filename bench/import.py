@@ -12,7 +12,6 @@ import os
 import random
 import tempfile
 import time
-from pathlib import Path
 
 WORDS = (
     "I feel he just does not care and that is obvious what do you think was going on in "
