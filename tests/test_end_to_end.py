@@ -89,6 +89,16 @@ def _opener():
     return urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
 
 
+def _sign_in(opener, base: str, email: str, passwords: dict) -> str:
+    """Sign in through the login form; return the page the login lands on."""
+    page = opener.open(base + "auth/login").read().decode()
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+    form = urllib.parse.urlencode(
+        {"email": email, "password": passwords[email], "csrf_token": token}
+    ).encode()
+    return opener.open(base + "auth/login", form).read().decode()
+
+
 def _wait_until_up(url: str, proc: subprocess.Popen, seconds: float = 20) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -124,21 +134,26 @@ def test_serve_signs_in_and_shows_a_transcript_while_an_import_runs(tmp_path):
         assert imported.returncode == 0, imported.stderr
 
         passwords = json.loads((instance / "demo-accounts.json").read_text())
-        opener = _opener()
-        page = opener.open(base + "auth/login").read().decode()
-        token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
-        form = urllib.parse.urlencode({
-            "email": "rater1@demo.example.org",
-            "password": passwords["rater1@demo.example.org"],
-            "csrf_token": token,
-        }).encode()
-        studies = opener.open(base + "auth/login", form).read().decode()
+
+        # A rater lands on their coding queue and opens an assigned session's coding page.
+        rater = _opener()
+        queue = _sign_in(rater, base, "rater1@demo.example.org", passwords)
+        assert "<h1>My coding</h1>" in queue and "MBT demo study" in queue
+        coding_url = re.search(r'href="(/assignments/\d+)"', queue).group(1)
+        response = rater.open(base.rstrip("/") + coding_url)
+        coding = response.read().decode()
+        assert response.headers["Cache-Control"] == "no-store"
+        assert 'id="coding-config"' in coding and "role-therapist" in coding
+
+        # The coordinator sees the study with the new session and reads a transcript.
+        coordinator = _opener()
+        studies = _sign_in(coordinator, base, "coordinator@demo.example.org", passwords)
         assert "MBT demo study" in studies
         study_url = re.search(r'href="(/studies/\d+)"', studies).group(1)
-        study = opener.open(base.rstrip("/") + study_url).read().decode()
+        study = coordinator.open(base.rstrip("/") + study_url).read().decode()
         assert "extra" in study and "TH-01/PT-101 #2" in study
         session_url = re.search(r'href="(/studies/\d+/sessions/\d+)"', study).group(1)
-        response = opener.open(base.rstrip("/") + session_url)
+        response = coordinator.open(base.rstrip("/") + session_url)
         body = response.read().decode()
         assert response.headers["Cache-Control"] == "no-store"
         assert "therapist" in body and "patient" in body

@@ -85,9 +85,18 @@ def assign_sessions(
 
 
 def withdraw(assignment: Assignment, *, actor: User | None, reason: str) -> None:
-    """Take an assignment away from its rater; their work is kept but hidden from them."""
+    """Take an assignment away from its rater; their work is kept but hidden from them.
+
+    Withdrawing a withdrawn assignment changes nothing (no second audit entry).
+    """
     reason = _require_reason(reason)
     old = assignment.status
+    if old == "withdrawn":
+        return
+    if old == "submitted":
+        # Submitted work is a finished, independent rating; hiding it would silently drop
+        # it from double-coding and reliability. Reopen it first if it must go back.
+        raise ServiceError("a submitted assignment cannot be withdrawn; reopen it first")
     assignment.status = "withdrawn"
     db.session.flush()
     audit.record(

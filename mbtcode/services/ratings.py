@@ -74,8 +74,11 @@ def rationales_of(assignment: Assignment) -> dict[tuple[str, str], ItemRationale
 def record_rating(
     assignment: Assignment, instrument_id: str, item_id: str, dimension: str, raw_value: str | None,
     *, expected_version: int, actor: User,
-) -> ItemRating:
-    """Set one rating (a value, "na", or empty to clear); refuses stale versions."""
+) -> ItemRating | None:
+    """Set one rating (a value, "na", or empty to clear); refuses stale versions.
+
+    Clearing a rating that was never given changes nothing (no row, no audit entry): None.
+    """
     _editable(assignment)
     instrument = _target(assignment, instrument_id, item_id, dimension)
     value, na = parse_rating_value(raw_value, instrument)
@@ -89,6 +92,8 @@ def record_rating(
     if (row.version if row else 0) != seen:
         raise ConflictError("this rating was changed in another tab or window", current=row)
     old = _shown(row)
+    if row is None and value is None and not na:
+        return None
     if row is None:
         row = ItemRating(assignment_id=assignment.id, instrument=instrument_id, item=item_id,
                          dimension=dimension)
@@ -108,8 +113,11 @@ def record_rating(
 def record_rationale(
     assignment: Assignment, instrument_id: str, item_id: str, text: str,
     *, expected_version: int, actor: User,
-) -> ItemRationale:
-    """Set the free-text rationale of one item; refuses stale versions."""
+) -> ItemRationale | None:
+    """Set the free-text rationale of one item; refuses stale versions.
+
+    An empty rationale where there was none changes nothing (no row, no audit entry): None.
+    """
     _editable(assignment)
     _target(assignment, instrument_id, item_id, None)
     text = clean_text(text, limit=MAX_RATIONALE_LENGTH, field="the rationale")
@@ -122,6 +130,8 @@ def record_rationale(
     if (row.version if row else 0) != (expected_version or 0):
         raise ConflictError("this rationale was changed in another tab or window", current=row)
     old = row.text if row else ""
+    if row is None and text == "":
+        return None
     if row is None:
         row = ItemRationale(assignment_id=assignment.id, instrument=instrument_id, item=item_id)
     elif row.text == text:
