@@ -28,8 +28,9 @@ class SchemeVersion(db.Model):
     title: Mapped[str] = mapped_column(String(300))
     #: SHA-256 of the canonical JSON; identical content is stored once.
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
-    #: The validated scheme document as loaded.
-    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: The validated scheme document as loaded. Deferred: the parsed scheme is cached by
+    #: sha256 (revisions never change), so most requests never need the raw document.
+    document: Mapped[dict[str, Any]] = mapped_column(JSON, deferred=True)
     source_filename: Mapped[str | None] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))

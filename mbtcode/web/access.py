@@ -10,6 +10,7 @@ from __future__ import annotations
 from flask import abort
 from flask_login import current_user
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from ..extensions import db
 from ..models import Assignment, Study, TherapySession
@@ -37,7 +38,9 @@ def load_session_or_404(study_id: int, session_id: int) -> TherapySession:
     session = get_session(study, session_id)
     if session is None:
         abort(404)
-    if not can(current_user, "read_transcripts", study) and not _assigned(session):
+    if not can(current_user, "read_transcripts", study) and not (
+        can(current_user, "code", study) and _assigned(session)
+    ):
         abort(404)
     return session
 
@@ -52,19 +55,30 @@ def _assigned(session: TherapySession) -> bool:
     ) is not None
 
 
-def load_own_assignment_or_404(assignment_id: int, *, for_update: bool = False) -> Assignment:
+def load_own_assignment_or_404(
+    assignment_id: int, *, for_update: bool = False, exclusive: bool = False
+) -> Assignment:
     """The current user's own, not withdrawn assignment in a study they still code in.
 
     ``for_update`` takes a shared row lock (PostgreSQL), so a save cannot slip past a
     concurrent submit or reopen; SQLite already serialises writers with BEGIN IMMEDIATE.
+    ``exclusive`` takes an exclusive lock instead, for requests that change the assignment
+    row itself (submit): two of them holding shared locks and then both updating the row
+    would deadlock.
     """
-    query = select(Assignment).where(
-        Assignment.id == assignment_id,
-        Assignment.rater_id == current_user.id,
-        Assignment.status != "withdrawn",
+    query = (
+        select(Assignment)
+        .where(
+            Assignment.id == assignment_id,
+            Assignment.rater_id == current_user.id,
+            Assignment.status != "withdrawn",
+        )
+        # Every save needs the study and its scheme revision: one query, not three.
+        .options(joinedload(Assignment.study, innerjoin=True)
+                 .joinedload(Study.scheme_version, innerjoin=True))
     )
-    if for_update:
-        query = query.with_for_update(read=True)
+    if for_update or exclusive:
+        query = query.with_for_update(read=not exclusive, of=Assignment)
     assignment = db.session.scalar(query)
     if assignment is None or not can(current_user, "code", assignment.study):
         abort(404)

@@ -20,6 +20,7 @@ from ..services.coding import InvalidInput, codes_by_utterance, record_code, rec
 from ..services.schemes import as_scheme
 from ..services.sessions import all_utterances
 from .access import load_own_assignment_or_404
+from .transactions import commit_and_keep_loaded
 
 bp = Blueprint("coding", __name__, url_prefix="/assignments")
 
@@ -95,7 +96,7 @@ def _save(assignment_id: int, utterance_id: int, field: str):
         else:
             row = record_note(assignment, utterance, value, expected_version=version,
                               actor=current_user)
-        db.session.commit()
+        commit_and_keep_loaded()
     except ConflictError as exc:
         db.session.rollback()
         current = codes_by_utterance(assignment).get(utterance.id)
@@ -147,7 +148,7 @@ def utterance_row(assignment_id: int, utterance_id: int):
 @login_required
 def submit_page(assignment_id: int):
     """Check completeness, then lock the assignment."""
-    assignment = load_own_assignment_or_404(assignment_id, for_update=request.method == "POST")
+    assignment = load_own_assignment_or_404(assignment_id, exclusive=request.method == "POST")
     if request.method == "POST":
         try:
             state = submit(assignment, actor=current_user,

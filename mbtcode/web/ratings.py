@@ -18,6 +18,7 @@ from ..services.ratings import (
     session_instruments,
 )
 from .access import load_own_assignment_or_404
+from .transactions import commit_and_keep_loaded
 
 bp = Blueprint("ratings", __name__, url_prefix="/assignments/<int:assignment_id>/rating")
 
@@ -75,7 +76,7 @@ def save_rating(assignment_id: int, instrument_id: str, item_id: str, dimension:
     try:
         record_rating(assignment, instrument_id, item_id, dimension, raw,
                       expected_version=_version(request.form.get("version")), actor=current_user)
-        db.session.commit()
+        commit_and_keep_loaded()
     except (ConflictError, StaleDataError) as exc:
         db.session.rollback()
         status, message, mine = 409, "changed in another tab or window: the saved value is shown", raw
@@ -110,7 +111,7 @@ def save_rationale(assignment_id: int, instrument_id: str, item_id: str):
     try:
         record_rationale(assignment, instrument_id, item_id, text,
                          expected_version=_version(request.form.get("version")), actor=current_user)
-        db.session.commit()
+        commit_and_keep_loaded()
     except (ConflictError, StaleDataError):
         db.session.rollback()
         status, message, mine = 409, "changed in another tab or window", text
