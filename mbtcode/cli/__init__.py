@@ -66,7 +66,7 @@ main = MbtcodeGroup(
 
 
 def _commands() -> list[click.Command]:
-    from . import db, demo, import_, schemes, sessions, studies, users
+    from . import db, demo, import_, irr, schemes, sessions, studies, users
 
     return [
         db.init,
@@ -77,6 +77,7 @@ def _commands() -> list[click.Command]:
         schemes.scheme,
         import_.import_transcripts,
         sessions.session,
+        irr.irr,
     ]
 
 
