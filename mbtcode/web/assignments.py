@@ -43,34 +43,31 @@ def assign(study_id: int):
     return redirect(url_for("studies.detail", study_id=study.id)), 303
 
 
-@bp.post("/assignments/<int:assignment_id>/reopen")
-@login_required
-def reopen(assignment_id: int):
-    """Unlock a submitted assignment, with a reason."""
+def _change_assignment(assignment_id: int, action, done: str):
+    """Run a coordinator action that needs a reason; report the outcome on the study page."""
     assignment = load_managed_assignment_or_404(assignment_id)
     try:
-        service.reopen(assignment, actor=current_user, reason=request.form.get("reason", ""))
+        action(assignment, actor=current_user, reason=request.form.get("reason", ""))
     except ServiceError as exc:
         flash(str(exc), "error")
     else:
         db.session.commit()
-        flash(f"Reopened for {assignment.rater.name}.", "info")
+        flash(f"{done} {assignment.rater.name}.", "info")
     return redirect(url_for("studies.detail", study_id=assignment.study_id)), 303
+
+
+@bp.post("/assignments/<int:assignment_id>/reopen")
+@login_required
+def reopen(assignment_id: int):
+    """Unlock a submitted assignment, with a reason."""
+    return _change_assignment(assignment_id, service.reopen, "Reopened for")
 
 
 @bp.post("/assignments/<int:assignment_id>/withdraw")
 @login_required
 def withdraw(assignment_id: int):
     """Withdraw an assignment from its rater (their work is kept), with a reason."""
-    assignment = load_managed_assignment_or_404(assignment_id)
-    try:
-        service.withdraw(assignment, actor=current_user, reason=request.form.get("reason", ""))
-    except ServiceError as exc:
-        flash(str(exc), "error")
-    else:
-        db.session.commit()
-        flash(f"Withdrawn from {assignment.rater.name}.", "info")
-    return redirect(url_for("studies.detail", study_id=assignment.study_id)), 303
+    return _change_assignment(assignment_id, service.withdraw, "Withdrawn from")
 
 
 @bp.post("/studies/<int:study_id>/members")
