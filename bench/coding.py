@@ -50,10 +50,8 @@ from collections import Counter
 from http.cookies import SimpleCookie
 from urllib.parse import urlencode
 
-WORDS = (
-    "I feel he just does not care and that is obvious what do you think was going on in "
-    "your mind when she said that maybe I am not sure why it matters so much to me now"
-).split()
+from synthetic import make_transcript  # bench/ is on sys.path when run as a script
+
 PASSWORD = "benchmark-passphrase-1"
 RENDER_RUNS, RENDER_WARMUPS = 50, 3
 SERVER_THREADS = 8
@@ -65,16 +63,6 @@ CSRF_INPUT = re.compile(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"')
 ROW = re.compile(r'<li id="u\d+" class="[^"]*" data-uid="(\d+)" data-version="(\d+)"'
                  r'(?: data-code-set="([^"]+)")? data-code="([^"]*)"')
 VERSION = re.compile(r'data-version="(\d+)"')
-
-
-def make_transcript(rng: random.Random, n_utterances: int, index: int) -> bytes:
-    lines = []
-    for i in range(n_utterances):
-        speaker = "T" if i % 2 == 0 else "P"
-        secs = i * 4
-        text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 30)))
-        lines.append(f"[{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}] {speaker}: {text} ({index})")
-    return ("\n".join(lines) + "\n").encode()
 
 
 def pct(values: list[float], q: float) -> float:
