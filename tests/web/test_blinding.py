@@ -24,24 +24,18 @@ from tests.conftest import (
     rate_everything,
     row_counts,
 )
+from tests.web.conftest import page_token
 
 B_NOTE = "bertha-note-5519"
 B_RATIONALE = "bertha-rationale-8841"
 MISSING_ID = 987654
 
 
-@pytest.fixture
-def w(coding_world):
-    return coding_world
-
 
 @pytest.fixture
 def rater_a(w, client_for):
     return client_for(w.rater_a)
 
-
-def _token(browser) -> str:
-    return csrf_token_from(browser.get("/assignments/").get_data(as_text=True))
 
 
 def _normalised(body: str) -> str:
@@ -117,7 +111,7 @@ def test_no_page_of_a_contains_anything_of_b(w, rater_a):
 
 def test_a_s_save_responses_carry_nothing_of_b(w, rater_a):
     _b_works_and_submits(w)
-    token = _token(rater_a)
+    token = page_token(rater_a)
     hx = {"HX-Request": "true", "X-CSRFToken": token}
     u1 = w.utterance(1).id
     responses = [
@@ -194,7 +188,7 @@ def _b_state(w) -> dict:
 @pytest.mark.parametrize("htmx", [False, True])
 def test_b_s_assignment_is_the_same_404_as_a_missing_one(w, rater_a, htmx):
     _b_works_and_submits(w)
-    token = _token(rater_a)
+    token = page_token(rater_a)
     headers = {"HX-Request": "true"} if htmx else {}
     for (method, b_url, data), (_, missing_url, _) in zip(_b_routes(w, w.b.id),
                                                           _b_routes(w, MISSING_ID)):
@@ -216,7 +210,7 @@ def test_writes_to_b_s_assignment_change_nothing(w, rater_a):
     reopen(w.b, actor=w.coordinator, reason="recheck")
     db.session.commit()
     before, counts = _b_state(w), row_counts()
-    token = _token(rater_a)
+    token = page_token(rater_a)
     for method, url, data in _b_routes(w, w.b.id):
         if method == "POST":
             for headers in ({}, {"HX-Request": "true"}):
@@ -242,7 +236,7 @@ def test_a_s_assignment_is_404_for_b(w, client_for):
     db.session.commit()
     browser = client_for(w.rater_b)
     for method, url, data in _b_routes(w, w.a.id):
-        kwargs = {"data": {**data, "csrf_token": _token(browser)}} if method == "POST" else {}
+        kwargs = {"data": {**data, "csrf_token": page_token(browser)}} if method == "POST" else {}
         response = browser.open(url, method=method, **kwargs)
         assert response.status_code == 404, url
         assert b"alice's own note" not in response.data and b"Alice Rater" not in response.data
@@ -253,7 +247,7 @@ def test_a_s_assignment_is_404_for_b(w, client_for):
 
 def test_a_withdrawn_assignment_is_404_for_its_rater_and_a_save_writes_nothing(w, rater_a,
                                                                               client_for):
-    token = _token(rater_a)
+    token = page_token(rater_a)
     hx = {"HX-Request": "true", "X-CSRFToken": token}
     url = f"/assignments/{w.a.id}/utterances/{w.utterance(1).id}/code"
     assert rater_a.post(url, data={"code": "EV", "version": "0"}, headers=hx).status_code == 200
@@ -367,7 +361,7 @@ def test_extra_fields_on_a_save_are_ignored(w, rater_a):
               "assignment_id": str(w.b.id), "status": "submitted", "study_id": str(
                   w.other_study.id), "code_set": "nonmentalizing-modes", "utterance_id": str(
                   w.utterance(2).id), "locked": "0", "role": "admin"},
-        headers={"HX-Request": "true", "X-CSRFToken": _token(rater_a),
+        headers={"HX-Request": "true", "X-CSRFToken": page_token(rater_a),
                  "X-User": w.rater_b.email})
     assert response.status_code == 200
     db.session.expire_all()
@@ -380,7 +374,7 @@ def test_extra_fields_on_a_save_are_ignored(w, rater_a):
 
 def test_version_hacks_are_refused(w, rater_a):
     url = f"/assignments/{w.a.id}/utterances/{w.utterance(1).id}/code"
-    hx = {"HX-Request": "true", "X-CSRFToken": _token(rater_a)}
+    hx = {"HX-Request": "true", "X-CSRFToken": page_token(rater_a)}
     assert rater_a.post(url, data={"code": "EV", "version": "0"}, headers=hx).status_code == 200
     counts = row_counts()
 
@@ -394,7 +388,7 @@ def test_version_hacks_are_refused(w, rater_a):
 
 def test_a_second_version_field_does_not_win(w, rater_a):
     url = f"/assignments/{w.a.id}/utterances/{w.utterance(1).id}/code"
-    hx = {"HX-Request": "true", "X-CSRFToken": _token(rater_a)}
+    hx = {"HX-Request": "true", "X-CSRFToken": page_token(rater_a)}
     rater_a.post(url, data={"code": "EV", "version": "0"}, headers=hx)
     rater_a.post(url, data={"code": "SUP", "version": "1"}, headers=hx)
     response = rater_a.post(url, data={"code": "CLA", "version": ["1", "2"]},
@@ -423,7 +417,7 @@ def test_extra_fields_on_submit_and_assign_are_ignored(w, rater_a, client_for):
 
 def test_a_deactivated_rater_is_signed_out_at_the_next_save(w, rater_a):
     """A11: the next background save gets a 401 the page can act on; nothing is written."""
-    token = _token(rater_a)
+    token = page_token(rater_a)
     w.rater_a.active = False
     db.session.commit()
     counts = row_counts()

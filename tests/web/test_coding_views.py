@@ -8,7 +8,6 @@ import re
 import threading
 
 import markupsafe
-import pytest
 from sqlalchemy import select
 
 from mbtcode.extensions import db
@@ -22,31 +21,14 @@ from tests.conftest import (
     rate_everything,
     row_counts,
 )
-
-XSS_SCRIPT = "<script>alert(1)</script>"
-XSS_ATTR = '" onfocus="alert(1)" x="'
-
-
-@pytest.fixture
-def w(coding_world):
-    return coding_world
-
-
-@pytest.fixture
-def rater(w, client_for):
-    """Rater A's browser."""
-    return client_for(w.rater_a)
-
-
-def _token(browser) -> str:
-    return csrf_token_from(browser.get("/assignments/").get_data(as_text=True))
+from tests.web.conftest import XSS_ATTR, XSS_SCRIPT, page_token
 
 
 def _hx_post(browser, url: str, data: dict, *, token: str | None = None):
     """A POST as htmx / coding.js sends it: HX-Request and the CSRF token in a header."""
     headers = {"HX-Request": "true"}
     if token is not False:
-        headers["X-CSRFToken"] = token or _token(browser)
+        headers["X-CSRFToken"] = token or page_token(browser)
     return browser.post(url, data=data, headers=headers)
 
 
@@ -178,7 +160,7 @@ def test_saving_a_note(w, rater):
 
 
 def test_invalid_utf8_in_a_note_does_not_crash(w, rater):
-    token = _token(rater)
+    token = page_token(rater)
     url = f"/assignments/{w.a.id}/utterances/{w.utterance(1).id}/note"
     response = rater.post(url, data=b"version=0&note=%FF%FEok%00",
                           content_type="application/x-www-form-urlencoded",
@@ -255,7 +237,7 @@ def test_a_note_conflict_keeps_both_texts(w, rater):
 
 def test_a_bad_code_is_422_with_the_row_and_nothing_written(w, rater):
     before = row_counts()
-    token = _token(rater)
+    token = page_token(rater)
 
     def check(case):
         position, code = case
@@ -276,7 +258,7 @@ def test_a_note_over_the_limit_is_422(w, rater):
 
 
 def test_a_malformed_version_is_422_and_nothing_written(w, rater):
-    token = _token(rater)
+    token = page_token(rater)
     _save(rater, w, 1, "EV", token=token)
     before = row_counts()
 
@@ -302,7 +284,7 @@ def test_an_utterance_of_another_session_is_404(w, rater):
 
 def test_after_submit_a_save_is_409_locked(w, rater):
     _submit_done(w)
-    assert rater.post(f"/assignments/{w.a.id}/submit", data={"csrf_token": _token(rater)}
+    assert rater.post(f"/assignments/{w.a.id}/submit", data={"csrf_token": page_token(rater)}
                       ).status_code == 303
     before = row_counts()
     response = _save(rater, w, 1, "SUP", version=1)
@@ -314,7 +296,7 @@ def test_after_submit_a_save_is_409_locked(w, rater):
 
 def test_a_submitted_workspace_is_read_only(w, rater):
     _submit_done(w)
-    rater.post(f"/assignments/{w.a.id}/submit", data={"csrf_token": _token(rater)})
+    rater.post(f"/assignments/{w.a.id}/submit", data={"csrf_token": page_token(rater)})
     page = _text(rater.get(f"/assignments/{w.a.id}"))
     assert 'data-locked="true"' in page and "submitted and locked" in page
     assert all(" disabled" in b for b in re.findall(r'<button type="button" class="code-btn[^>]*>',
@@ -341,7 +323,7 @@ def test_submit_page_lists_missing_ratings_and_uncoded_utterances(w, rater):
 def test_an_incomplete_submit_is_422_and_changes_nothing(w, rater):
     code_everything(w.a, w.rater_a)
     before = row_counts()
-    response = rater.post(f"/assignments/{w.a.id}/submit", data={"csrf_token": _token(rater)})
+    response = rater.post(f"/assignments/{w.a.id}/submit", data={"csrf_token": page_token(rater)})
     assert response.status_code == 422
     assert "Ratings still missing (33)" in _text(response)
     assert row_counts() == before
@@ -351,10 +333,10 @@ def test_an_incomplete_submit_is_422_and_changes_nothing(w, rater):
 def test_uncoded_utterances_need_the_explicit_checkbox(w, rater):
     code_everything(w.a, w.rater_a, skip=(4,))
     rate_everything(w.a, w.rater_a)
-    response = rater.post(f"/assignments/{w.a.id}/submit", data={"csrf_token": _token(rater)})
+    response = rater.post(f"/assignments/{w.a.id}/submit", data={"csrf_token": page_token(rater)})
     assert response.status_code == 422 and 'name="allow_uncoded"' in _text(response)
     response = rater.post(f"/assignments/{w.a.id}/submit",
-                          data={"csrf_token": _token(rater), "allow_uncoded": "1"})
+                          data={"csrf_token": page_token(rater), "allow_uncoded": "1"})
     assert response.status_code == 303
     db.session.expire_all()
     assert db.session.get(Assignment, w.a.id).status == "submitted"
@@ -362,7 +344,7 @@ def test_uncoded_utterances_need_the_explicit_checkbox(w, rater):
 
 def test_a_complete_submit_locks_and_goes_back_to_the_queue(w, rater):
     _submit_done(w)
-    response = rater.post(f"/assignments/{w.a.id}/submit", data={"csrf_token": _token(rater)})
+    response = rater.post(f"/assignments/{w.a.id}/submit", data={"csrf_token": page_token(rater)})
     assert response.status_code == 303 and response.headers["Location"] == "/assignments/"
     db.session.expire_all()
     assert db.session.get(Assignment, w.a.id).status == "submitted"
@@ -377,7 +359,7 @@ def _submits() -> int:
 def test_double_submit_creates_one_submission(w, rater):
     _submit_done(w)
     version = db.session.get(Assignment, w.a.id).version
-    token = _token(rater)
+    token = page_token(rater)
     first = rater.post(f"/assignments/{w.a.id}/submit", data={"csrf_token": token})
     second = rater.post(f"/assignments/{w.a.id}/submit", data={"csrf_token": token})
     assert (first.status_code, second.status_code) == (303, 303)
@@ -392,7 +374,7 @@ def test_parallel_submits_create_one_submission(app, w, client_for):
 
     _submit_done(w)
     browsers = [client_for(w.rater_a), client_for(w.rater_a)]
-    tokens = [_token(b) for b in browsers]
+    tokens = [page_token(b) for b in browsers]
     url = f"/assignments/{w.a.id}/submit"
     db.session.commit()
     barrier = threading.Barrier(2)
@@ -435,7 +417,7 @@ def _reopen(browser, assignment_id, reason):
 
 def test_coordinator_reopens_with_a_reason_and_the_rater_can_edit_again(w, rater, client_for):
     _submit_done(w)
-    rater.post(f"/assignments/{w.a.id}/submit", data={"csrf_token": _token(rater)})
+    rater.post(f"/assignments/{w.a.id}/submit", data={"csrf_token": page_token(rater)})
     coordinator = client_for(w.coordinator)
     response = _reopen(coordinator, w.a.id, "Item 3 needs a second look")
     assert response.status_code == 303
@@ -451,7 +433,7 @@ def test_coordinator_reopens_with_a_reason_and_the_rater_can_edit_again(w, rater
 
 def test_reopen_without_a_reason_keeps_the_lock(w, rater, client_for):
     _submit_done(w)
-    rater.post(f"/assignments/{w.a.id}/submit", data={"csrf_token": _token(rater)})
+    rater.post(f"/assignments/{w.a.id}/submit", data={"csrf_token": page_token(rater)})
     coordinator = client_for(w.coordinator)
 
     def check(reason):
@@ -467,7 +449,7 @@ def test_reopen_without_a_reason_keeps_the_lock(w, rater, client_for):
 
 def test_the_study_page_offers_reopen_for_submitted_assignments(w, rater, client_for):
     _submit_done(w)
-    rater.post(f"/assignments/{w.a.id}/submit", data={"csrf_token": _token(rater)})
+    rater.post(f"/assignments/{w.a.id}/submit", data={"csrf_token": page_token(rater)})
     page = _text(client_for(w.coordinator).get(f"/studies/{w.study.id}"))
     assert f'action="/assignments/{w.a.id}/reopen"' in page
     assert f'action="/assignments/{w.b.id}/withdraw"' in page
@@ -518,7 +500,7 @@ def test_a_save_with_a_forged_token_is_400(w, rater):
 
 
 def test_a_token_of_another_user_is_400(w, rater, client_for):
-    other_token = _token(client_for(w.rater_b))
+    other_token = page_token(client_for(w.rater_b))
     response = _save(rater, w, 1, "EV", token=other_token)
     assert response.status_code == 400 and _stored(w) == {}
 
@@ -540,7 +522,7 @@ def test_a_fresh_token_from_auth_csrf_works_for_saves(w, rater):
 
 
 def test_a_note_is_escaped_in_every_fragment(w, rater):
-    token = _token(rater)
+    token = page_token(rater)
 
     def check(case):
         position, payload = case
@@ -611,7 +593,7 @@ def test_two_thousand_form_fields_never_cause_a_500(w, rater):
     before = row_counts()
     multipart = rater.post(url, data={**data, "code": "EV", "version": "0"},
                            content_type="multipart/form-data",
-                           headers={"HX-Request": "true", "X-CSRFToken": _token(rater)})
+                           headers={"HX-Request": "true", "X-CSRFToken": page_token(rater)})
     assert multipart.status_code == 413
     assert row_counts() == before
     plain = _hx_post(rater, url, {**data, "code": "EV", "version": "0"})
@@ -633,7 +615,7 @@ def test_odd_assignment_ids_are_404(w, rater):
 
 def test_rapid_saves_end_with_the_last_value_and_rising_versions(w, rater):
     """G2: each save carries the version the previous one returned; a late, stale one loses."""
-    token = _token(rater)
+    token = page_token(rater)
     versions, version = [], 0
     for text in ["H", "He", "Hel", "Hell", "Hello", "Hello!"]:
         response = _save(rater, w, 1, note=text, version=version, token=token)

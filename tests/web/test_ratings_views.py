@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import markupsafe
-import pytest
 from sqlalchemy import select
 
 from mbtcode.extensions import db
@@ -14,27 +13,10 @@ from mbtcode.services.ratings import ratings_of, rationales_of
 from tests.conftest import (
     check_each,
     code_everything,
-    csrf_token_from,
     rate_everything,
     row_counts,
 )
-
-XSS_SCRIPT = "<script>alert(1)</script>"
-XSS_ATTR = '" onfocus="alert(1)" x="'
-
-
-@pytest.fixture
-def w(coding_world):
-    return coding_world
-
-
-@pytest.fixture
-def rater(w, client_for):
-    return client_for(w.rater_a)
-
-
-def _token(browser) -> str:
-    return csrf_token_from(browser.get("/assignments/").get_data(as_text=True))
+from tests.web.conftest import XSS_ATTR, XSS_SCRIPT, page_token
 
 
 def _url(w, item, dimension, assignment=None):
@@ -44,14 +26,14 @@ def _url(w, item, dimension, assignment=None):
 def _rate(browser, w, item, dimension, value, *, version=0, htmx=True, token=None):
     headers = {"HX-Request": "true"} if htmx else {}
     return browser.post(_url(w, item, dimension), data={
-        "value": value, "version": str(version), "csrf_token": token or _token(browser)},
+        "value": value, "version": str(version), "csrf_token": token or page_token(browser)},
         headers=headers)
 
 
 def _why(browser, w, item, text, *, version=0, htmx=True):
     headers = {"HX-Request": "true"} if htmx else {}
     return browser.post(_url(w, item, "rationale"), data={
-        "text": text, "version": str(version), "csrf_token": _token(browser)}, headers=headers)
+        "text": text, "version": str(version), "csrf_token": page_token(browser)}, headers=headers)
 
 
 def _stored(w, item, dimension):
@@ -139,7 +121,7 @@ def test_overall_ratings_are_not_filled_in_from_the_means(w, rater):
 
 def test_a_bad_value_is_422_with_a_message_and_nothing_written(w, rater):
     before = row_counts()
-    token = _token(rater)
+    token = page_token(rater)
 
     def check(value):
         response = _rate(rater, w, "2", "adherence", value, token=token)
@@ -167,7 +149,7 @@ def test_an_empty_value_clears_the_rating(w, rater):
 
 def test_a_dimension_the_item_is_not_rated_for_is_404(w, rater):
     before = row_counts()
-    token = _token(rater)
+    token = page_token(rater)
 
     def check(path):
         response = rater.post(f"/assignments/{w.a.id}/rating/mbt-acs/{path}", data={
@@ -181,7 +163,7 @@ def test_a_dimension_the_item_is_not_rated_for_is_404(w, rater):
 
 def test_an_unknown_instrument_is_404(w, rater):
     response = rater.post(f"/assignments/{w.a.id}/rating/miti/2/adherence", data={
-        "value": "4", "version": "0", "csrf_token": _token(rater)})
+        "value": "4", "version": "0", "csrf_token": page_token(rater)})
     assert response.status_code == 404
 
 
@@ -201,7 +183,7 @@ def test_a_stale_rating_is_409_and_shows_the_saved_value(w, rater):
 def test_after_submit_a_rating_is_409_locked(w, rater):
     code_everything(w.a, w.rater_a)
     rate_everything(w.a, w.rater_a)
-    assert rater.post(f"/assignments/{w.a.id}/submit", data={"csrf_token": _token(rater)}
+    assert rater.post(f"/assignments/{w.a.id}/submit", data={"csrf_token": page_token(rater)}
                       ).status_code == 303
     before = row_counts()
     response = _rate(rater, w, "2", "adherence", "1", version=1)
