@@ -275,6 +275,11 @@ def _safe_div(
     return out
 
 
+def _wald(name: str, kappa: float, se: float, **kwargs: Any) -> Estimate:
+    """A kappa with its asymptotic 95% interval, kappa ± 1.96·SE, clipped to [-1, 1]."""
+    return _make(name, kappa, kappa - _Z975 * se, kappa + _Z975 * se, clip=(-1.0, 1.0), **kwargs)
+
+
 # --------------------------------------------------------------------------- percent agreement
 
 
@@ -595,14 +600,7 @@ def cohen_kappa(
     if isinstance(res, str):
         return _none(name, res, nu)
     kappa, se = res
-    return _make(
-        name,
-        kappa,
-        kappa - _Z975 * se,
-        kappa + _Z975 * se,
-        n_units=nu,
-        clip=(-1.0, 1.0),
-    )
+    return _wald(name, kappa, se, n_units=nu)
 
 
 # --------------------------------------------------------------------------- Fleiss' kappa
@@ -671,15 +669,7 @@ def fleiss_kappa(
     spq = pq.sum()
     var = 2.0 / (spq**2 * nu * m * (m - 1)) * (spq**2 - (pq * (1.0 - 2.0 * pj)).sum())
     se = np.sqrt(max(var, 0.0))
-    return _make(
-        name,
-        kappa,
-        kappa - _Z975 * se,
-        kappa + _Z975 * se,
-        n_units=nu,
-        note=note,
-        clip=(-1.0, 1.0),
-    )
+    return _wald(name, kappa, se, n_units=nu, note=note)
 
 
 # --------------------------------------------------------------------------- Gwet's AC1
