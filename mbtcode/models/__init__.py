@@ -2,6 +2,17 @@
 
 from .audit import AuditEvent
 from .coding import ASSIGNMENT_STATUSES, Assignment, ItemRating, ItemRationale, UtteranceCode
+from .reliability import (
+    CONSENSUS_BASES,
+    CONSENSUS_STATUSES,
+    Consensus,
+    ConsensusCode,
+    ConsensusRating,
+    GoldStandard,
+    ReliabilitySample,
+    ReliabilitySettings,
+    SampledSession,
+)
 from .scheme import SchemeVersion
 from .study import (
     MODALITIES,
@@ -20,6 +31,15 @@ from .study import (
 from .user import ROLES, User
 
 __all__ = [
+    "CONSENSUS_BASES",
+    "CONSENSUS_STATUSES",
+    "Consensus",
+    "ConsensusCode",
+    "ConsensusRating",
+    "GoldStandard",
+    "ReliabilitySample",
+    "ReliabilitySettings",
+    "SampledSession",
     "ASSIGNMENT_STATUSES",
     "STUDY_ROLES",
     "Assignment",
