@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from ..extensions import db
 from ..models import (
     Assignment,
+    Consensus,
     ItemRating,
     Study,
     StudyMember,
@@ -110,6 +111,13 @@ def reopen(assignment: Assignment, *, actor: User | None, reason: str) -> None:
     reason = _require_reason(reason)
     if assignment.status != "submitted":
         raise ServiceError("only a submitted assignment can be reopened")
+    if db.session.scalar(select(Consensus.id).where(Consensus.session_id == assignment.session_id)):
+        # The consensus was built from this coding; changing it underneath would leave the
+        # consensus citing values that no longer exist.
+        raise ServiceError(
+            "this session has an adjudicated consensus; discard the consensus first "
+            "(the audit log keeps it), then reopen"
+        )
     assignment.status = "assigned"
     assignment.reopen_reason = reason
     assignment.submitted_at = None

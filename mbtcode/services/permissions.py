@@ -10,9 +10,13 @@ from . import ServiceError, audit
 
 #: What each study role may do. Site admins may do everything in every study.
 CAPABILITIES = {
-    "coordinator": {"view_sessions", "read_transcripts", "manage_assignments", "view_progress"},
+    "coordinator": {
+        "view_sessions", "read_transcripts", "manage_assignments", "view_progress",
+        "manage_reliability", "adjudicate", "view_reliability",
+    },
     "rater": {"code"},
-    "analyst": {"view_sessions", "view_progress"},
+    # Analysts read results, never transcripts or individual codings.
+    "analyst": {"view_sessions", "view_progress", "view_reliability"},
 }
 
 
