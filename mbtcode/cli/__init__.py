@@ -66,7 +66,7 @@ main = MbtcodeGroup(
 
 
 def _commands() -> list[click.Command]:
-    from . import db, demo, import_, irr, schemes, sessions, studies, users
+    from . import db, demo, import_, irr, reliability, schemes, sessions, studies, users
 
     return [
         db.init,
@@ -78,6 +78,7 @@ def _commands() -> list[click.Command]:
         import_.import_transcripts,
         sessions.session,
         irr.irr,
+        reliability.reliability,
     ]
 
 
