@@ -27,6 +27,10 @@ DEMO_ACCOUNTS = (
     ("rater1@demo.example.org", "Demo Rater One", "rater"),
     ("rater2@demo.example.org", "Demo Rater Two", "rater"),
     ("analyst@demo.example.org", "Demo Analyst", "analyst"),
+    # Two raters whose double-coding of two sessions the demo simulates, so the reliability
+    # report and the adjudication queue have something to show on first start.
+    ("rater3@demo.example.org", "Demo Rater Three (simulated)", "rater"),
+    ("rater4@demo.example.org", "Demo Rater Four (simulated)", "rater"),
 )
 TRANSCRIPTS_DIR = paths.DEMO_DIR / "transcripts"
 
@@ -74,6 +78,8 @@ def load_demo(instance_path: str | os.PathLike) -> DemoResult:
 #: Which demo sessions (by position in the study) each demo rater codes; 2 and 3 are
 #: double-coded, as about a fifth of a real study's sessions would be.
 DEMO_ASSIGNMENTS = {"rater1@demo.example.org": (0, 1, 2, 3), "rater2@demo.example.org": (1, 2, 4)}
+#: Sessions the two simulated raters code and submit (double-coded, ready for adjudication).
+SIMULATED_ASSIGNMENTS = {"rater3@demo.example.org": (5, 6), "rater4@demo.example.org": (5, 6)}
 
 
 def _demo_team(study) -> None:
@@ -94,6 +100,58 @@ def _demo_team(study) -> None:
         chosen = [sessions[i] for i in positions if i < len(sessions)]
         if chosen:
             assign_sessions(study, chosen, [get_user_by_email(email)], actor=None)
+    _simulated_double_coding(study, sessions)
+
+
+def _simulated_double_coding(study, sessions) -> None:
+    """Code, rate and submit the simulated raters' sessions once (seeded: same every time).
+
+    The second rater agrees with the first on about three codes in four and rates within a
+    point or so: enough agreement for a plausible report, enough disagreement to adjudicate.
+    """
+    import random
+
+    from ..models import Assignment
+    from .assignments import assign_sessions, codable_roles, required_ratings, submit
+    from .coding import record_code
+    from .ratings import record_rating
+    from .schemes import as_scheme
+    from .sessions import all_utterances
+
+    scheme = as_scheme(study.scheme_version)
+    roles = codable_roles(study)
+    rng = random.Random(20261122)
+    first: dict[tuple[int, int], str] = {}
+    base: dict[tuple[int, str, str], int] = {}
+    for email, positions in SIMULATED_ASSIGNMENTS.items():
+        rater = get_user_by_email(email)
+        for i in positions:
+            if i >= len(sessions):
+                continue
+            session = sessions[i]
+            if db.session.scalar(select(Assignment.id).where(
+                    Assignment.session_id == session.id, Assignment.rater_id == rater.id)):
+                continue  # already simulated on an earlier run
+            (assignment,) = assign_sessions(study, [session], [rater], actor=None)
+            for u in all_utterances(session):
+                if u.role not in roles:
+                    continue
+                codes = [c.id for c in scheme.code_set(roles[u.role]).codes]
+                key = (session.id, u.id)
+                if key in first and rng.random() < 0.75:
+                    code = first[key]
+                else:
+                    code = codes[min(int(rng.expovariate(0.7)), len(codes) - 1)]
+                first.setdefault(key, code)
+                record_code(assignment, u, code, expected_version=0, actor=rater)
+            for instrument, item, dimension in required_ratings(study):
+                key = (session.id, item, dimension)
+                value = base.setdefault(key, rng.randint(3, 6))
+                if rng.random() < 0.4:
+                    value = min(7, max(1, value + rng.choice((-2, -1, 1))))
+                record_rating(assignment, instrument, item, dimension, str(value),
+                              expected_version=0, actor=rater)
+            submit(assignment, actor=rater)
 
 
 def _demo_accounts(instance_path: Path) -> list[tuple[str, str, str]]:
