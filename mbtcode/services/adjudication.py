@@ -320,8 +320,12 @@ def start(session: TherapySession, *, actor: User) -> Consensus:
 
 
 def _editable(consensus: Consensus, actor: User) -> None:
-    if consensus.adjudicator_id != actor.id and not may_adjudicate(consensus.session, actor):
-        raise NotReady("you may not adjudicate this session")
+    """Refuse unless ``actor`` may adjudicate now, the session is still ready and the consensus open.
+
+    Rights are checked afresh on every change: an adjudicator who lost the role, or was
+    since given an assignment on the session, may no longer change the consensus.
+    """
+    _check(consensus.session, actor)
     if consensus.status != "open":
         raise LockedError("this consensus is final; reopen it to change it")
 

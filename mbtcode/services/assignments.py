@@ -57,6 +57,15 @@ def assign_sessions(
     for session in sessions:
         if session.study_id != study.id:
             raise ServiceError("a session of another study was chosen")
+    adjudicated = db.session.scalars(
+        select(TherapySession.label).join(Consensus, Consensus.session_id == TherapySession.id)
+        .where(TherapySession.id.in_([s.id for s in sessions]))
+    ).all()
+    if adjudicated:
+        # A new rater would change the codings the consensus was built from.
+        raise ServiceError(
+            f"{', '.join(sorted(adjudicated))}: already adjudicated; discard the consensus first"
+        )
     created = []
     for session in sessions:
         for rater in raters:
