@@ -56,20 +56,30 @@ _SETTING_RULES = {
 }
 
 
+def _shown(raw) -> str:
+    """User input quoted back in a message, cut short (flash messages live in a cookie)."""
+    text = str(raw)
+    return text if len(text) <= 40 else text[:40] + "…"
+
+
 def update_settings(study: Study, changes: dict, *, actor: User | None) -> ReliabilitySettings:
-    """Validate and store changed settings; one audit row lists old and new values."""
-    current = settings_for(study)
-    old, new = {}, {}
+    """Validate every change first, then store them; one audit row lists old and new values."""
+    values = {}
     for key, raw in changes.items():
         if key not in _SETTING_RULES:
-            raise ServiceError(f"unknown setting '{key}'")
+            raise ServiceError(f"unknown setting '{_shown(key)}'")
         kind, check, message = _SETTING_RULES[key]
+        label = key.replace("_", " ")
         try:
             value = _coerce(kind, raw)
         except (TypeError, ValueError):
-            raise ServiceError(f"{key.replace('_', ' ')}: '{raw}' is not a valid {kind.__name__}") from None
+            raise ServiceError(f"{label}: '{_shown(raw)}' is not a valid {kind.__name__}") from None
         if not check(value):
-            raise ServiceError(f"{key.replace('_', ' ')} {message} (got {raw})")
+            raise ServiceError(f"{label} {message} (got {_shown(raw)})")
+        values[key] = value
+    current = settings_for(study)
+    old, new = {}, {}
+    for key, value in values.items():
         if getattr(current, key) != value:
             old[key], new[key] = getattr(current, key), value
             setattr(current, key, value)
@@ -162,7 +172,7 @@ def draw_sample(
     stratify = tuple(dict.fromkeys(stratify))
     for variable in stratify:
         if variable not in STRATIFIERS:
-            raise ServiceError(f"cannot stratify by '{variable}': choose from {', '.join(STRATIFIERS)}")
+            raise ServiceError(f"cannot stratify by '{_shown(variable)}': choose from {', '.join(STRATIFIERS)}")
     if fraction is None:
         fraction = settings_for(study).sample_fraction
     if not 0 < fraction <= 1:
@@ -307,6 +317,12 @@ class SampleProgress:
 def sample_progress(study: Study) -> SampleProgress:
     """How many sessions are sampled, staffed with enough raters and fully submitted."""
     settings = settings_for(study)
+    latest = db.session.scalar(
+        select(ReliabilitySample.fraction).where(ReliabilitySample.study_id == study.id)
+        .order_by(ReliabilitySample.id.desc()).limit(1)
+    )
+    # The target is what the latest draw aimed at; before any draw, the study's setting.
+    fraction = latest if latest is not None else settings.sample_fraction
     gold = gold_session_ids(study)
     eligible = db.session.scalar(
         select(func.count()).select_from(TherapySession).where(
@@ -314,7 +330,7 @@ def sample_progress(study: Study) -> SampleProgress:
             TherapySession.id.not_in(gold) if gold else true(),
         )
     ) or 0
-    target = math.ceil(settings.sample_fraction * eligible - 1e-9)
+    target = math.ceil(fraction * eligible - 1e-9)
     sampled = list(
         db.session.execute(
             select(SampledSession, TherapySession)
@@ -336,8 +352,7 @@ def sample_progress(study: Study) -> SampleProgress:
             "session": session, "stratum": link.stratum, "raters": len(assignments),
             "submitted": submitted, "staffed": is_staffed, "complete": is_complete,
         })
-    return SampleProgress(eligible, target, len(sampled), staffed, complete,
-                          settings.sample_fraction, rows)
+    return SampleProgress(eligible, target, len(sampled), staffed, complete, fraction, rows)
 
 
 def study_raters(study: Study) -> list[User]:

@@ -13,12 +13,14 @@ import pandas as pd
 from sqlalchemy import select
 
 from ..extensions import db
+from ..models._types import utcnow
 from ..models import Assignment, GoldStandard, SampledSession, Study, TherapySession, User
 from ..stats.reliability import Estimate, cohen_kappa
 from . import ServiceError, audit
 from .assignments import _require_reason
 from .double_coding import settings_for
 from .frames import code_frame, rating_frame
+from .schemes import as_scheme
 
 
 def mark_gold(session: TherapySession, assignment: Assignment, *, actor: User | None) -> GoldStandard:
@@ -35,7 +37,10 @@ def mark_gold(session: TherapySession, assignment: Assignment, *, actor: User | 
         gold = GoldStandard(study_id=session.study_id, session_id=session.id, assignment_id=assignment.id,
                             marked_by_id=actor.id if actor else None)
         db.session.add(gold)
-    gold.assignment_id = assignment.id
+    if old != assignment.id:
+        gold.assignment_id = assignment.id
+        gold.marked_at = utcnow()
+        gold.marked_by_id = actor.id if actor else None
     db.session.flush()
     if old != assignment.id:
         audit.record("gold.mark", actor=actor, entity="gold_standard", entity_id=gold.id,
@@ -124,6 +129,7 @@ def agreement_with_gold(study: Study) -> list[RaterVsGold]:
         .distinct().order_by(User.name)
     ).all()
     code_set_ids = sorted(set(gold_codes["code_set"].astype(str)))
+    titles = {cs.id: cs.title for cs in as_scheme(study.scheme_version).code_sets}
     results = []
     for rater in raters:
         mine = rater_codes[rater_codes["rater_id"] == rater.id]
@@ -153,12 +159,12 @@ def agreement_with_gold(study: Study) -> list[RaterVsGold]:
         for key, group in diff.groupby([rated["instrument"], rated["item"], rated["dimension"]]):
             result.items[tuple(key)] = _rating_agreement(group)
         result.ratings = _rating_agreement(diff)
-        _certify(result, settings)
+        _certify(result, settings, titles)
         results.append(result)
     return results
 
 
-def _certify(result: RaterVsGold, settings) -> None:
+def _certify(result: RaterVsGold, settings, titles: dict[str, str]) -> None:
     """Certified when every criterion of the study's settings is met; reasons say which failed."""
     if result.sessions < settings.certify_min_sessions:
         result.status = "incomplete"
@@ -168,9 +174,10 @@ def _certify(result: RaterVsGold, settings) -> None:
     for cs, figures in result.code_sets.items():
         kappa = figures["kappa"]
         if kappa is None or kappa.estimate is None:
-            reasons.append(f"{cs}: kappa not estimable")
+            reasons.append(f"{titles.get(cs, cs)}: kappa not estimable")
         elif kappa.estimate < settings.certify_min_kappa:
-            reasons.append(f"{cs}: kappa {kappa.estimate:.2f} < {settings.certify_min_kappa:.2f}")
+            reasons.append(
+                f"{titles.get(cs, cs)}: kappa {kappa.estimate:.2f} < {settings.certify_min_kappa:.2f}")
     within = result.ratings.within_one
     if within is None:
         reasons.append("no ratings to compare with gold")

@@ -41,6 +41,8 @@ def _estimate_json(e: Estimate) -> dict[str, Any]:
     d: dict[str, Any] = {"estimate": e.estimate, "ci_low": e.ci_low, "ci_high": e.ci_high}
     if e.estimate is None:
         d["reason"] = e.reason
+    elif e.ci_low is None and e.reason:
+        d["ci_reason"] = e.reason
     return d
 
 
@@ -190,9 +192,11 @@ def _code_sets(study: Study, codes: pd.DataFrame, n_boot: int, seed: int) -> lis
 
 
 def _rating_entry(frame: pd.DataFrame, level: str, n_boot: int, seed: int) -> dict[str, Any]:
-    frame = frame[frame["value"].notna()]
+    # The design and the slots follow who rated each session, N/A included: dropping N/A first
+    # would turn a crossed design into slots (pairing different raters) after one N/A.
     crossed = _crossed(frame, "session_id")
     frame = frame.assign(slot=_slots(frame, "session_id")) if not frame.empty else frame.assign(slot=[])
+    frame = frame[frame["value"].notna()]
     rater = "rater_id" if crossed else "slot"
     summary = _summary(frame, "session_id", rater, "value", level, n_boot, seed)
     summary["rater_design"] = "crossed" if crossed else "slots"
