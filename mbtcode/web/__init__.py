@@ -25,7 +25,7 @@ class BoundedIntConverter(IntegerConverter):
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import assignments, auth, coding, ratings, sessions, studies
+    from . import adjudication, assignments, auth, coding, ratings, reliability, sessions, studies
 
     app.url_map.converters["int"] = BoundedIntConverter
     app.register_blueprint(auth.bp)
@@ -34,6 +34,8 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(assignments.bp)
     app.register_blueprint(coding.bp)
     app.register_blueprint(ratings.bp)
+    app.register_blueprint(reliability.bp)
+    app.register_blueprint(adjudication.bp)
     app.after_request(_security_headers)
     app.add_template_filter(format_timestamp, "timestamp")
     app.add_url_rule("/", endpoint="index", view_func=studies.home)

@@ -56,4 +56,7 @@ def detail(study_id: int):
         study_members=members(study),
         can_manage=can(current_user, "manage_assignments", study),
         can_read=can(current_user, "read_transcripts", study),
+        can_reliability=can(current_user, "manage_reliability", study),
+        can_adjudicate=can(current_user, "adjudicate", study),
+        can_view_reliability=can(current_user, "view_reliability", study),
     )

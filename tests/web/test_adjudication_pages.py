@@ -94,7 +94,7 @@ def _rating_url(w, item: str, dimension: str) -> str:
 
 
 def _token(browser, w) -> str:
-    return csrf_token_from(_text(browser.get(f"/studies/{w.study.id}/adjudication/")))
+    return csrf_token_from(_text(browser.get(f"/studies/{w.study.id}/adjudication")))
 
 
 def _post(browser, w, url, data=None, *, htmx=False, token=None):
@@ -164,7 +164,7 @@ def _resolve_everything(browser, w) -> None:
 def _routes(w) -> list[tuple[str, str]]:
     page = _page_url(w)
     return [
-        ("GET", f"/studies/{w.study.id}/adjudication/"),
+        ("GET", f"/studies/{w.study.id}/adjudication"),
         ("GET", page),
         ("POST", f"{page}/start"),
         ("POST", _code_url(w, 1)),
@@ -211,7 +211,7 @@ def test_raters_analysts_and_outsiders_never_reach_any_route(w, client_for, who,
 @pytest.mark.parametrize("who", ["coordinator", "admin"])
 def test_coordinators_and_admins_reach_the_queue_and_the_page(w, client_for, who):
     browser = client_for(getattr(w, who))
-    assert browser.get(f"/studies/{w.study.id}/adjudication/").status_code == 200
+    assert browser.get(f"/studies/{w.study.id}/adjudication").status_code == 200
     page = browser.get(_page_url(w))
     assert page.status_code == 200
     assert "Start adjudication" in _text(page)
@@ -222,7 +222,7 @@ def test_session_of_another_study_or_unknown_is_404(w, coord, make_session):
     assert coord.get(elsewhere).status_code == 404
     assert coord.get(f"/studies/{w.study.id}/adjudication/999999").status_code == 404
     assert _post(coord, w, elsewhere + "/start").status_code == 404
-    assert coord.get(f"/studies/{w.other_study.id}/adjudication/").status_code == 404
+    assert coord.get(f"/studies/{w.other_study.id}/adjudication").status_code == 404
     assert _consensus(w) is None
 
 
@@ -245,7 +245,7 @@ def test_coordinator_who_coded_the_session_gets_the_reason_and_cannot_post(w, cl
     for secret in ("Bertha Blindtest", "Support / reassurance", "Psychic equivalence",
                    "He never listens", "Start adjudication", "Rater 2"):
         assert secret not in page
-    queue = _text(browser.get(f"/studies/{w.study.id}/adjudication/"))
+    queue = _text(browser.get(f"/studies/{w.study.id}/adjudication"))
     assert "you coded it" in queue
     token = csrf_token_from(page)
     before = row_counts()
@@ -303,7 +303,7 @@ def test_before_every_rater_submits_the_page_shows_only_the_reason(coding_world,
                    "Support / reassurance", "Psychic equivalence", "Mentalizing", "He never listens",
                    "How was your week", "Start adjudication", "adj-row"):
         assert secret not in page, secret
-    queue = _text(browser.get(f"/studies/{w.study.id}/adjudication/"))
+    queue = _text(browser.get(f"/studies/{w.study.id}/adjudication"))
     assert "No session is ready for adjudication" in queue
     assert "1 of 2 raters have not submitted yet" in queue
     assert "Bertha Blindtest" not in queue and "Alice Rater" not in queue
@@ -454,7 +454,7 @@ def test_queue_orders_by_disagreement_share_and_links_the_session(w, coord, make
     _code_and_rate(assignments[(wild.id, w.rater_b.id)], w.rater_b, {1: "SUP", 2: "PE", 3: "CLA"},
                    {("1", "competence"): "7", ("2", "adherence"): "1", ("2", "competence"): "2",
                     ("3", "adherence"): "3"})
-    page = _text(coord.get(f"/studies/{w.study.id}/adjudication/"))
+    page = _text(coord.get(f"/studies/{w.study.id}/adjudication"))
     order = re.findall(r'<tr>\s*<td><a href="/studies/\d+/adjudication/(\d+)">', page)
     assert order == [str(wild.id), str(w.session.id), str(calm.id)]
     assert f"4 <span class=\"muted\">of {N_UNITS}</span>" in page
@@ -465,7 +465,7 @@ def test_queue_orders_by_disagreement_share_and_links_the_session(w, coord, make
 
 def test_queue_explains_an_empty_state(coding_world, client_for):
     browser = client_for(coding_world.coordinator)
-    page = _text(browser.get(f"/studies/{coding_world.study.id}/adjudication/"))
+    page = _text(browser.get(f"/studies/{coding_world.study.id}/adjudication"))
     assert "No session is ready for adjudication" in page
     assert "2 of 2 raters have not submitted yet" in page
 
@@ -675,7 +675,7 @@ def test_finalize_is_refused_while_unresolved_then_accepted(w, coord):
     assert response.status_code == 409 and response.headers["HX-Redirect"].endswith(f"#c-{w.utterance(1).id}")
     assert _ccode(w, 1).code == "EV"
     assert "final" in _text(coord.get(_page_url(w)))
-    queue = _text(coord.get(f"/studies/{w.study.id}/adjudication/"))
+    queue = _text(coord.get(f"/studies/{w.study.id}/adjudication"))
     assert "final" in queue and "View" in queue
 
 
@@ -776,7 +776,7 @@ def test_text_notes_and_names_are_escaped(coding_world, client_for, import_files
     response = _post(browser, w, f"{url}/codes/{u.id}", {"code": XSS_SCRIPT, "note": XSS_SCRIPT,
                                                          "expected_version": "0"}, htmx=True)
     assert response.status_code in (409, 422) and XSS_SCRIPT not in _text(response)
-    queue = _text(browser.get(f"/studies/{w.study.id}/adjudication/"))
+    queue = _text(browser.get(f"/studies/{w.study.id}/adjudication"))
     assert XSS_SCRIPT not in queue
 
 
