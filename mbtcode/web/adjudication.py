@@ -179,7 +179,7 @@ def _context(session: TherapySession, comparison) -> dict:
 # ----------------------------------------------------------------------------- pages
 
 
-@bp.get("/")
+@bp.get("")
 @login_required
 def queue(study_id: int):
     """Sessions ready for adjudication, the most disagreement first; then those not ready."""
