@@ -55,14 +55,34 @@ def test_admin_may_do_everything(study, make_user, capability):
 
 
 @pytest.mark.parametrize(("role", "allowed"), [
-    ("coordinator", {"view_sessions", "read_transcripts", "manage_assignments", "view_progress"}),
+    ("coordinator", {"view_sessions", "read_transcripts", "manage_assignments", "view_progress",
+                     "manage_reliability", "adjudicate", "view_reliability"}),
     ("rater", {"code"}),
-    ("analyst", {"view_sessions", "view_progress"}),
+    ("analyst", {"view_sessions", "view_progress", "view_reliability"}),
 ])
 def test_capabilities_of_each_study_role(study, make_user, make_member, role, allowed):
     user = make_user(role)
     make_member(study, user, role)
     assert {c for c in ALL_CAPABILITIES if can(user, c, study)} == allowed
+
+
+def test_reliability_capabilities(study, make_user, make_member):
+    """Coordinators run the sample, gold standards and adjudication; analysts only read the
+    report; raters get none of it (they are not told which sessions are double-coded)."""
+    assert {"manage_reliability", "adjudicate", "view_reliability"} <= set(ALL_CAPABILITIES)
+    who = {}
+    for role in ("coordinator", "rater", "analyst"):
+        who[role] = make_user(role)
+        make_member(study, who[role], role)
+    who["admin"] = make_user("admin")
+    allowed = {role: {c for c in ("manage_reliability", "adjudicate", "view_reliability")
+                      if can(user, c, study)} for role, user in who.items()}
+    assert allowed == {
+        "coordinator": {"manage_reliability", "adjudicate", "view_reliability"},
+        "admin": {"manage_reliability", "adjudicate", "view_reliability"},
+        "analyst": {"view_reliability"},
+        "rater": set(),
+    }
 
 
 def test_non_member_may_do_nothing(study, make_user):
