@@ -98,12 +98,20 @@
     lastRowId = row.id;
     setState(row, "saving…", false);
   });
+  let lastSaveOk = false;
+  document.addEventListener("htmx:afterRequest", function (event) {
+    lastSaveOk = event.detail.xhr && event.detail.xhr.status === 200;
+  });
   document.addEventListener("htmx:afterSettle", function () {
     if (!lastRowId) return;
     const row = document.getElementById(lastRowId);
     if (!row) return;
     mark(row);
-    if (!document.activeElement || document.activeElement === document.body) {
+    const active = document.activeElement;
+    // After a successful save the row has focus again, so j/k and 1–9 work at once; after
+    // a refused one (409/422) focus stays in the field to correct it.
+    const inField = active && row.contains(active) && active.matches("input, textarea, select");
+    if (!active || active === document.body || (inField && lastSaveOk)) {
       row.focus({ preventScroll: true });
     }
   });
