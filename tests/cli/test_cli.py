@@ -430,7 +430,7 @@ def test_demo_is_idempotent(cli):
     assert "already loaded" in second.stdout
     assert (_count(TherapySession), _count(User)) == (n_sessions, n_users)
     assert n_sessions >= 6
-    assert len(_accounts(first.stdout)) == n_users == 5
+    assert len(_accounts(first.stdout)) == n_users == 7  # 5 roles + 2 simulated raters
     assert _accounts(second.stdout) == _accounts(first.stdout)
 
 

@@ -111,7 +111,7 @@ def test_alpha_agrees_with_krippendorff_package(
     level: str, seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Second implementation: the `krippendorff` package (0.9) on random data with missing values;
-    both the delegated point estimate and this module's own coincidence-matrix path (used for
+    both the delegated point estimate and this module's own rating-pattern path (used for
     large data) must agree with it."""
     df = random_long(seed)
     mat = df.pivot(index="rater", columns="unit", values="value").to_numpy()
@@ -535,3 +535,16 @@ def test_bad_input_raises_specific_value_errors() -> None:
         rel.cohen_kappa(three)
     with pytest.raises(ValueError, match="n_boot"):
         rel.gwet_ac1(df, n_boot=-1)
+
+
+@pytest.mark.parametrize("rows", [[[6, 2], [3, 3]], [[4, 3], [2, 4], [1, 2]]])
+def test_icc2k_interval_unbounded_below_is_reported_not_inverted(rows):
+    """When the ICC(2,1) lower limit is <= -1/(k-1) the Spearman-Brown step-up is not monotone:
+    the ICC(2,k) interval is unbounded below (psych::ICC would print e.g. [13.9, 0.99])."""
+    data = pd.DataFrame([(u, r, v) for u, row in enumerate(rows) for r, v in enumerate(row)],
+                        columns=["unit", "rater", "value"])
+    result = rel.icc(data)
+    assert result["icc2"].ci_low is not None and result["icc2"].ci_low <= -1.0
+    e = result["icc2k"]
+    assert e.estimate is not None and (e.ci_low, e.ci_high) == (None, None)
+    assert "unbounded below" in e.reason
