@@ -112,7 +112,9 @@ def landis_koch(kappa: float | None) -> str | None:
         return None
     if _below(x, 0.0):
         return "poor"
-    for upper, band in ((0.20, "slight"), (0.40, "fair"), (0.60, "moderate"), (0.80, "substantial")):
+    for upper, band in (
+        (0.20, "slight"), (0.40, "fair"), (0.60, "moderate"), (0.80, "substantial")
+    ):
         if _at_most(x, upper):
             return band
     return "almost perfect"
