@@ -27,6 +27,8 @@ THERAPIST_CODES = ["EV", "SUP", "CLA", "EXP"]
 PATIENT_CODES = ["PE", "PM", "MENT"]
 BANDED = ("icc", "krippendorff_alpha", "cohen_kappa", "fleiss_kappa", "gwet_ac1", "weighted_kappa")
 BOOTSTRAPPED = ("percent_agreement", "krippendorff_alpha", "gwet_ac1")
+#: the statistics of continuous values (item means, session tallies)
+INTERVAL_STATISTICS = ("icc1", "icc2", "icc3", "icc1k", "icc2k", "icc3k", "krippendorff_alpha")
 
 
 # --------------------------------------------------------------------------- independent formulas
@@ -305,6 +307,8 @@ def _check_session_tally(rw, result, code_set):
                     counts[rater_id] += code == entry["code"]
         matrix = [[counts[rw.a.id], counts[rw.b.id]] for counts in per.values()]
         assert tally["n_units"] == 5 and tally["rater_design"] == "crossed", entry["code"]
+        assert tally["n_raters"] == 2, entry["code"]
+        assert set(tally["statistics"]) == {*INTERVAL_STATISTICS}, entry["code"]
         assert tally["mean_per_session"] == pytest.approx(np.mean(matrix)), entry["code"]
         icc1 = tally["statistics"]["icc1"]
         if entry["code"] not in used:
@@ -356,7 +360,13 @@ def _check_means(rw, result, dimension):
         means.append(row)
     entry = next(e for e in result["ratings"]["means"] if e["dimension"] == dimension)
     assert entry["n_units"] == 5 and entry["level"] == "interval"
+    assert (entry["n_raters"], entry["n_ratings"], entry["rater_design"]) == (2, 10, "crossed")
     assert entry["statistics"]["icc1"]["estimate"] == pytest.approx(hand_icc1(means), abs=1e-9)
+    # continuous means: ICCs and interval alpha only (no agreement, kappas or AC1)
+    assert set(entry["statistics"]) == {*INTERVAL_STATISTICS}
+    assert entry["statistics"]["krippendorff_alpha"]["estimate"] == pytest.approx(
+        krippendorff.alpha(reliability_data=np.array(means).T, level_of_measurement="interval"),
+        abs=1e-9)
 
 
 def _check_rating_pair(rw, result, dimension):
@@ -407,6 +417,9 @@ def test_different_raters_per_session_use_slots_and_list_each_actual_pair(rw, ma
     assert pairs[(_r(rw.a), _r(rw.c))]["n_units"] == len(ac) == 5
     tally = _code_set(result, "intervention-spectrum")["codes"][0]["session_tally"]
     assert tally["rater_design"] == "slots" and tally["n_units"] == 6
+    assert tally["n_raters"] == 2  # two slots, three actual raters
+    (mean,) = [e for e in result["ratings"]["means"] if e["dimension"] == "adherence"]
+    assert (mean["rater_design"], mean["n_raters"], mean["n_units"]) == ("slots", 2, 6)
 
 
 def test_a_not_applicable_rating_keeps_a_crossed_design_crossed(empty_world, make_session):
