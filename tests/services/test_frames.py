@@ -6,8 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sqlalchemy import update
+
 from mbtcode.extensions import db
-from mbtcode.models import GoldStandard
+from mbtcode.models import GoldStandard, ItemRating, UtteranceCode
+from mbtcode.services import frames
 from mbtcode.services.assignments import assign_sessions, submit
 from mbtcode.services.coding import record_code
 from mbtcode.services.frames import (
@@ -210,3 +213,59 @@ def test_utterance_roles(w):
     assert set(roles["session_id"]) == {w.session.id}
     assert utterance_roles(w.study, []).empty
     assert utterance_roles(w.study, [w.other_session.id]).empty  # not this study's
+
+
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "plain-rows"])
+def test_codes_and_ratings_the_scheme_does_not_have_keep_their_strings(w, monkeypatch, packed):
+    """Rows of an older scheme revision: unknown codes, code sets and rating keys are read
+    with their strings (in both ways of reading: packed integers, and the plain rows used for
+    schemes with 4095 or more codes or rating keys)."""
+    if not packed:
+        monkeypatch.setattr(frames, "_MAX_PACKED_KEYS", 0)
+    _code(w.a, w.rater_a, {1: "EV", 2: "PM", 3: "SUP"})
+    _finish(w.a, w.rater_a, "3")
+    by_position = {1: {"code": "OLD"}, 3: {"code_set": "retired-set", "code": "R1"}}
+    for position, values in by_position.items():
+        db.session.execute(update(UtteranceCode).where(
+            UtteranceCode.assignment_id == w.a.id,
+            UtteranceCode.utterance_id == w.utterance(position).id).values(**values))
+    db.session.add(ItemRating(assignment_id=w.a.id, instrument="mbt-acs", item="99",
+                              dimension="adherence", value=2))
+    db.session.add(ItemRating(assignment_id=w.a.id, instrument="retired-instrument", item="1",
+                              dimension="adherence", value=None, not_applicable=True))
+    db.session.commit()
+    codes = code_frame(w.study).sort_values("utterance_id")
+    assert list(codes.columns) == CODE_COLUMNS
+    assert list(codes["code"].astype(str)) == ["OLD", "PM", "R1"]
+    assert list(codes["code_set"].astype(str)) == [
+        "intervention-spectrum", "nonmentalizing-modes", "retired-set"]
+    assert list(codes["code"].cat.categories) == ["OLD", "PM", "R1"]
+    assert set(codes["assignment_id"]) == {w.a.id} and set(codes["rater_id"]) == {w.rater_a.id}
+    ratings = rating_frame(w.study)
+    assert list(ratings.columns) == RATING_COLUMNS and len(ratings) == 35
+    old = ratings[ratings["item"] == "99"]
+    assert old[["instrument", "dimension"]].values.tolist() == [["mbt-acs", "adherence"]]
+    assert list(old["value"]) == [2.0] and not old["not_applicable"].any()
+    retired = ratings[ratings["instrument"] == "retired-instrument"]
+    assert retired["not_applicable"].all() and np.isnan(retired["value"]).all() and len(retired) == 1
+    known = ratings[~ratings.index.isin(old.index.union(retired.index))]
+    assert (known["value"] == 3.0).all() and set(known["session_id"]) == {w.session.id}
+
+
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "plain-rows"])
+def test_frames_read_the_same_either_way(w, monkeypatch, packed):
+    if not packed:
+        monkeypatch.setattr(frames, "_MAX_PACKED_KEYS", 0)
+    _code(w.a, w.rater_a, {1: "EV", 2: "PM", 4: "PE"})
+    _code(w.b, w.rater_b, {1: "SUP", 2: "PM"})
+    _finish(w.a, w.rater_a, "3")
+    _finish(w.b, w.rater_b, "6")
+    codes = code_frame(w.study).sort_values(["assignment_id", "utterance_id"])
+    assert codes[["assignment_id", "utterance_id"]].values.tolist() == [
+        [w.a.id, w.utterance(1).id], [w.a.id, w.utterance(2).id], [w.a.id, w.utterance(4).id],
+        [w.b.id, w.utterance(1).id], [w.b.id, w.utterance(2).id]]
+    assert list(codes["code"].astype(str)) == ["EV", "PM", "PE", "SUP", "PM"]
+    ratings = rating_frame(w.study)
+    assert len(ratings) == 66
+    assert ratings.groupby("rater_id")["value"].agg(set).to_dict() == {
+        w.rater_a.id: {3.0}, w.rater_b.id: {6.0}}

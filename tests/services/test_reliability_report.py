@@ -13,6 +13,7 @@ from typing import Any
 import krippendorff
 import numpy as np
 import pytest
+from sqlalchemy import delete, update
 
 from mbtcode.extensions import db
 from mbtcode.models import GoldStandard, ItemRating, UtteranceCode
@@ -483,6 +484,58 @@ def test_work_that_does_not_count_changes_nothing(rw, make_session, make_user, m
     assert after["sessions"] == {**before["sessions"], "total": before["sessions"]["total"] + 1}
     after["sessions"] = before["sessions"]
     assert after == before
+
+
+def test_a_code_the_scheme_no_longer_has(rw):
+    """A code from an older scheme revision is a code like any other for agreement and the
+    rater pairs; it has no row of its own, and no place in the coincidence matrix."""
+    units = rw.code_set_units("intervention-spectrum")
+    utterance_id, by = next((u, by) for u, by in units.items() if len(by) == 2)
+    db.session.execute(update(UtteranceCode).where(
+        UtteranceCode.assignment_id == rw.assignments[(rw.codes[utterance_id][0], rw.a.id)].id,
+        UtteranceCode.utterance_id == utterance_id).values(code="OLD"))
+    db.session.commit()
+    by[rw.a.id] = "OLD"
+    result = report(rw)
+    cs = _code_set(result, "intervention-spectrum")
+    assert "OLD" not in [c["code"] for c in cs["codes"]] and "OLD" not in cs["confusion"]["labels"]
+    given = [c for codes in units.values() for c in codes.values()]
+    assert cs["overall"]["n_ratings"] == len(given)
+    assert sum(c["prevalence"] for c in cs["codes"]) == pytest.approx(1 - 1 / len(given))
+    assert np.array(cs["confusion"]["matrix"]).sum() == 2 * sum(
+        len(b) == 2 and "OLD" not in b.values() for b in units.values())
+    both = [b for b in units.values() if len(b) == 2]
+    (pair,) = cs["pairs"]
+    assert pair["n_units"] == len(both)
+    expected = hand_kappa([b[rw.a.id] for b in both], [b[rw.b.id] for b in both])
+    assert pair["statistics"]["cohen_kappa"]["estimate"] == pytest.approx(expected, abs=1e-9)
+
+
+def test_codes_without_ratings(rw):
+    db.session.execute(delete(ItemRating))
+    db.session.commit()
+    result = report(rw)
+    _assert_clean(result)
+    assert result["ratings"]["means"] == [] and result["ratings"]["pairs"] == []
+    assert all(e["n_units"] == 0 for e in result["ratings"]["items"])
+    assert _code_set(result, "intervention-spectrum")["overall"]["n_units"] > 0
+    assert result["sessions"]["double_coded"] == 5
+
+
+def test_ratings_without_codes(empty_world, make_session):
+    w = empty_world
+    rng = random.Random(7)
+    for seed in range(3):
+        session = make_session(w.study, _lines(f"ratings only {seed}"))
+        for assignment in assign_sessions(w.study, [session], [w.a, w.b], actor=None):
+            write_work(assignment, {}, {key[1:]: rng.randint(1, 7) for key in required_ratings(w.study)})
+    result = report(w)
+    _assert_clean(result)
+    assert result["sessions"]["double_coded"] == 3
+    for cs in result["code_sets"]:
+        assert cs["overall"]["n_units"] == 0 and cs["pairs"] == []
+    assert _item(result, "2", "adherence")["n_units"] == 3
+    assert len(result["ratings"]["means"]) == 2 and result["ratings"]["pairs"]
 
 
 def test_gold_sessions_are_excluded(rw):
