@@ -1367,6 +1367,13 @@ def icc(
 
 
 def _icc(p: _Prepared) -> dict[str, Estimate]:
+    # A zero denominator (e.g. ICC(2,k) when MSR + (MSC - MSE)/n = 0) gives inf/NaN, which
+    # _make turns into "not computable"; no warning escapes to the caller.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _icc_unguarded(p)
+
+
+def _icc_unguarded(p: _Prepared) -> dict[str, Estimate]:
     num = p.numeric if p.numeric is not None else p.code.astype(np.float64)
     k = p.n_raters
     if k < 2:

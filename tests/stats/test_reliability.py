@@ -548,3 +548,13 @@ def test_icc2k_interval_unbounded_below_is_reported_not_inverted(rows):
     e = result["icc2k"]
     assert e.estimate is not None and (e.ci_low, e.ci_high) == (None, None)
     assert "unbounded below" in e.reason
+
+
+def test_icc_with_a_zero_denominator_is_not_computable_without_a_warning():
+    """[[3,4],[4,5],[5,3]]: MSR + (MSC - MSE)/n = 0, so ICC(2,k) has no value (and no warning)."""
+    rows = [[3, 4], [4, 5], [5, 3]]
+    data = pd.DataFrame([(u, r, v) for u, row in enumerate(rows) for r, v in enumerate(row)],
+                        columns=["unit", "rater", "value"])
+    result = rel.icc(data)
+    assert result["icc2k"].estimate is None and "not computable" in result["icc2k"].reason
+    assert result["icc1"].estimate is not None
