@@ -2,6 +2,7 @@
 
 from .audit import AuditEvent
 from .coding import ASSIGNMENT_STATUSES, Assignment, ItemRating, ItemRationale, UtteranceCode
+from .fidelity import ApiToken, Outcome, QualityAudit, QualityAuditRating
 from .reliability import (
     CONSENSUS_BASES,
     CONSENSUS_STATUSES,
@@ -31,6 +32,10 @@ from .study import (
 from .user import ROLES, User
 
 __all__ = [
+    "ApiToken",
+    "Outcome",
+    "QualityAudit",
+    "QualityAuditRating",
     "CONSENSUS_BASES",
     "CONSENSUS_STATUSES",
     "Consensus",

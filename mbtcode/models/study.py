@@ -114,6 +114,10 @@ class TherapySession(db.Model):
     session_number: Mapped[int | None]
     #: BCP-47 language tag of the transcript, e.g. ``en``, ``de``.
     language: Mapped[str | None] = mapped_column(String(35))
+    #: Where the session took place (clinic or site code); a merge key of exports.
+    site: Mapped[str | None] = mapped_column(String(100))
+    #: The therapist team; fidelity is also followed per team.
+    team: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     study: Mapped[Study] = relationship(back_populates="sessions")
