@@ -13,10 +13,13 @@ CAPABILITIES = {
     "coordinator": {
         "view_sessions", "read_transcripts", "manage_assignments", "view_progress",
         "manage_reliability", "adjudicate", "view_reliability",
+        # fidelity dashboards, exports, program quality audits
+        "view_fidelity", "export", "export_identifying", "manage_quality_audits",
     },
     "rater": {"code"},
-    # Analysts read results, never transcripts or individual codings.
-    "analyst": {"view_sessions", "view_progress", "view_reliability"},
+    # Analysts read results, never transcripts or individual codings: they export
+    # de-identified tables (rater codes, no utterance text, no free-text notes).
+    "analyst": {"view_sessions", "view_progress", "view_reliability", "view_fidelity", "export"},
 }
 
 

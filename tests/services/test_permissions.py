@@ -56,9 +56,10 @@ def test_admin_may_do_everything(study, make_user, capability):
 
 @pytest.mark.parametrize(("role", "allowed"), [
     ("coordinator", {"view_sessions", "read_transcripts", "manage_assignments", "view_progress",
-                     "manage_reliability", "adjudicate", "view_reliability"}),
+                     "manage_reliability", "adjudicate", "view_reliability",
+                     "view_fidelity", "export", "export_identifying", "manage_quality_audits"}),
     ("rater", {"code"}),
-    ("analyst", {"view_sessions", "view_progress", "view_reliability"}),
+    ("analyst", {"view_sessions", "view_progress", "view_reliability", "view_fidelity", "export"}),
 ])
 def test_capabilities_of_each_study_role(study, make_user, make_member, role, allowed):
     user = make_user(role)
