@@ -88,7 +88,7 @@ def load(study: Study, *, session_ids: list[int] | None = None) -> FidelityData:
     final = _final_consensus_sessions(study, session_ids)
     gold = dict(db.session.execute(
         select(GoldStandard.session_id, GoldStandard.assignment_id).where(GoldStandard.study_id == study.id)
-    ).tuples().all())
+    ).all())
     sources, weights = fs.counting_sources(assignments, final, gold)
 
     sessions = sessions.merge(sources, on="session_id", how="left")
@@ -112,7 +112,7 @@ def _session_frame(study: Study, session_ids: list[int] | None) -> pd.DataFrame:
     ).where(TherapySession.study_id == study.id)
     if session_ids is not None:
         query = query.where(TherapySession.id.in_(session_ids))
-    rows = db.session.execute(query.order_by(TherapySession.id)).tuples().all()
+    rows = db.session.execute(query.order_by(TherapySession.id)).all()
     frame = pd.DataFrame(rows, columns=["session_id", "session", "session_date", "phase", "modality",
                                         "session_number", "site", "team"])
     frame["session_id"] = frame["session_id"].astype("int64")
@@ -122,7 +122,7 @@ def _session_frame(study: Study, session_ids: list[int] | None) -> pd.DataFrame:
         .join(Participant, Participant.id == SessionParticipant.participant_id)
         .where(Participant.study_id == study.id)
         .order_by(SessionParticipant.session_id, Participant.kind, Participant.code)
-    ).tuples().all()
+    ).all()
     codes: dict[tuple[int, str], list[str]] = {}
     for session_id, kind, code in links:
         codes.setdefault((session_id, kind), []).append(code)
@@ -172,7 +172,7 @@ def _submitted_assignments(study: Study, session_ids: list[int] | None) -> pd.Da
         Assignment.study_id == study.id, Assignment.status == "submitted")
     if session_ids is not None:
         query = query.where(Assignment.session_id.in_(session_ids))
-    rows = db.session.execute(query).tuples().all()
+    rows = db.session.execute(query).all()
     return pd.DataFrame(rows, columns=["session_id", "assignment_id", "rater_id"]).astype("int64")
 
 
@@ -189,7 +189,7 @@ def _consensus_ratings(study: Study, final: list[int]) -> pd.DataFrame:
                ConsensusRating.dimension, ConsensusRating.value, ConsensusRating.not_applicable)
         .join(Consensus, Consensus.id == ConsensusRating.consensus_id)
         .where(Consensus.study_id == study.id, Consensus.status == "final")
-    ).tuples().all() if final else []
+    ).all() if final else []
     frame = pd.DataFrame(rows, columns=["session_id", "instrument", "item", "dimension", "value",
                                         "not_applicable"])
     return frame[frame["session_id"].isin(final)]
@@ -215,7 +215,7 @@ def _counting_codes(study: Study, session_ids: list[int] | None, weights: pd.Dat
             .join(Consensus, Consensus.id == ConsensusCode.consensus_id)
             .where(Consensus.study_id == study.id, Consensus.status == "final",
                    ConsensusCode.code.is_not(None))
-        ).tuples().all()
+        ).all()
         cons_frame = pd.DataFrame(cons, columns=["session_id", "utterance_id", "code_set", "code"])
         cons_frame = cons_frame[cons_frame["session_id"].isin(final)]
         # the consensus is one coder per session; negative ids never collide with assignments
@@ -231,7 +231,7 @@ def _therapist_links(study: Study, session_ids: list[int] | None) -> pd.DataFram
              .where(Participant.study_id == study.id, Participant.kind == "therapist"))
     if session_ids is not None:
         query = query.where(SessionParticipant.session_id.in_(session_ids))
-    rows = db.session.execute(query).tuples().all()
+    rows = db.session.execute(query).all()
     return pd.DataFrame(rows, columns=["session_id", "therapist_code"])
 
 

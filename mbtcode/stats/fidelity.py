@@ -159,7 +159,7 @@ def session_scores(values: pd.DataFrame, instrument: Instrument,
         mean = val.mean(axis=1, skipna=True)
         out[f"{dim.id}_mean"] = mean
         out[f"{dim.id}_n_items"] = n_items.astype("int64")
-        out[f"{dim.id}_n_na"] = na.fillna(False).astype(bool).sum(axis=1).astype("int64")
+        out[f"{dim.id}_n_na"] = na.eq(True).sum(axis=1).astype("int64")
         out[f"{dim.id}_adequate"] = _adequate(mean, instrument.cutoff)
         for item in items:
             item_cols[item_column(item.id, dim.id)] = val[item.id]
@@ -408,7 +408,7 @@ def audit_scores(ratings: pd.DataFrame, instrument: Instrument) -> pd.DataFrame:
     out = pd.DataFrame(index=val.index)
     out["mean"] = val.mean(axis=1)
     out["n_items"] = val.notna().sum(axis=1).astype("int64")
-    out["n_na"] = na.fillna(False).astype(bool).sum(axis=1).astype("int64")
+    out["n_na"] = na.eq(True).sum(axis=1).astype("int64")
     out["adequate"] = _adequate(out["mean"], instrument.cutoff)
     cutoff = instrument.cutoff
     out["n_below_cutoff"] = (val < cutoff).sum(axis=1).astype("int64") if cutoff is not None else 0
