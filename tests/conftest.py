@@ -29,6 +29,31 @@ from mbtcode import create_app
 from mbtcode.extensions import db
 
 TEST_DATABASE_URL = os.environ.get("MBTCODE_TEST_DATABASE_URL")
+
+
+def _worker_database(url: str, worker: str) -> str:
+    """The PostgreSQL database of one pytest-xdist worker (``test`` → ``test_gw0``), created once.
+
+    Each worker empties its tables after every test, so workers must not share a database.
+    """
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    base = make_url(url)
+    name = f"{base.database}_{worker}"
+    engine = create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+            if not exists:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        engine.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+if TEST_DATABASE_URL and os.environ.get("PYTEST_XDIST_WORKER"):
+    TEST_DATABASE_URL = _worker_database(TEST_DATABASE_URL, os.environ["PYTEST_XDIST_WORKER"])
 PASSWORD = "correct horse battery staple"
 
 
