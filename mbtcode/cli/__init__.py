@@ -66,7 +66,7 @@ main = MbtcodeGroup(
 
 
 def _commands() -> list[click.Command]:
-    from . import db, demo, import_, irr, reliability, schemes, sessions, studies, users
+    from . import db, demo, import_, import_work, irr, reliability, schemes, sessions, studies, users
 
     return [
         db.init,
@@ -76,6 +76,9 @@ def _commands() -> list[click.Command]:
         studies.study,
         schemes.scheme,
         import_.import_transcripts,
+        import_work.import_ratings,
+        import_work.import_codes,
+        import_work.import_outcomes,
         sessions.session,
         irr.irr,
         reliability.reliability,

@@ -25,11 +25,13 @@ from mbtcode.io.transcripts import (
 __all__ = ["COLUMNS", "MODALITIES", "PHASES", "ManifestRow", "parse_manifest"]
 
 COLUMNS = ("file", "label", "therapist", "patient", "date", "modality", "phase",
-           "session_number", "language", "speaker_map")
+           "session_number", "language", "speaker_map", "site", "team")
 MODALITIES = ("individual", "group", "psychoeducation")
 PHASES = ("initial", "main", "final")
 _ALIASES = {"therapists": "therapist", "patients": "patient"}
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+#: Width of the session's site and team columns.
+MAX_SITE_TEAM_LENGTH = 100
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,8 @@ class ManifestRow:
     session_number: int | None
     language: str | None
     speaker_map: dict[str, str] = field(default_factory=dict)
+    site: str | None = None  # clinic or site code
+    team: str | None = None  # the therapist team
 
 
 def _basename(value: str) -> str:
@@ -178,6 +182,15 @@ def parse_manifest(data: bytes, filename: str) -> dict[str, ManifestRow]:
 
             language = cell("language") or None
 
+            site_team: dict[str, str | None] = {}
+            for name in ("site", "team"):
+                value = " ".join(cell(name).split()) or None
+                if value is not None and len(value) > MAX_SITE_TEAM_LENGTH:
+                    problem(lineno, f"{name} is too long ({len(value)} characters; the limit is "
+                            f"{MAX_SITE_TEAM_LENGTH})", f"use a short {name} name or code")
+                    value = None
+                site_team[name] = value
+
             speaker_map, map_problems = _speaker_map_problems(cell("speaker_map"), filename,
                                                               lineno)
             problems.extend(map_problems)
@@ -191,7 +204,7 @@ def parse_manifest(data: bytes, filename: str) -> dict[str, ManifestRow]:
                     line=lineno, file=base, label=label, therapists=therapists,
                     patients=patients, date=date, modality=modality, phase=phase,
                     session_number=session_number, language=language,
-                    speaker_map=speaker_map,
+                    speaker_map=speaker_map, site=site_team["site"], team=site_team["team"],
                 )
         if not seen_any:
             problem(None, "manifest has a header but no rows")

@@ -58,6 +58,8 @@ class PlannedSession:
     phase: str | None = None
     session_number: int | None = None
     language: str | None = None
+    site: str | None = None
+    team: str | None = None
 
 
 @dataclass
@@ -148,6 +150,8 @@ def _plan_session(
         planned.phase = row.phase
         planned.session_number = row.session_number
         planned.language = row.language
+        planned.site = row.site
+        planned.team = row.team
     return planned
 
 
@@ -211,6 +215,8 @@ def apply_import(plan: ImportPlan, *, actor: User | None) -> list[TherapySession
             phase=planned.phase,
             session_number=planned.session_number,
             language=planned.language,
+            site=planned.site,
+            team=planned.team,
         )
         db.session.add(session)
         for kind, codes in (("therapist", planned.therapists), ("patient", planned.patients)):

@@ -187,3 +187,17 @@ def test_all_problems_collected_in_line_order():
 def test_manifest_problem_is_transcript_error_value_error():
     with pytest.raises(ValueError):
         manifest("label\nx\n")
+
+
+def test_site_and_team_columns_are_optional_and_trimmed():
+    rows = manifest("file,Site,TEAM\na.txt, Oslo   Nord ,Team A\nb.txt,,\n")
+    assert (rows["a.txt"].site, rows["a.txt"].team) == ("Oslo Nord", "Team A")
+    assert (rows["b.txt"].site, rows["b.txt"].team) == (None, None)
+    assert manifest("file\nc.txt\n")["c.txt"].site is None
+
+
+@pytest.mark.parametrize("column", ["site", "team"])
+def test_site_and_team_at_most_100_characters(column):
+    assert getattr(manifest(f"file,{column}\na.txt,{'x' * 100}\n")["a.txt"], column) == "x" * 100
+    p = one_problem(f"file,{column}\na.txt,{'x' * 101}\n")
+    assert (p.line, p.message) == (2, f"{column} is too long (101 characters; the limit is 100)")

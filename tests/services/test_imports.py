@@ -280,3 +280,22 @@ def test_one_transcript_import_audit_row_per_session(study, import_files, make_u
         assert event.detail["new"]["file"] == name
         assert event.detail["new"]["sha256"] == hashlib.sha256(text.encode()).hexdigest()
         assert event.detail["new"]["speakers"] == {"T": "therapist", "P": "patient"}
+
+
+# --------------------------------------------------------------------------- site and team
+
+
+def test_manifest_site_and_team_are_set_on_the_session(study, import_files):
+    manifest = "file,label,site,team\ns1.txt,S1,Oslo,Team A\ns2.txt,S2,,\n"
+    one, two = import_files(study, {"s1.txt": SESSION_TXT, "s2.txt": transcript_text()}, manifest=manifest)
+    db.session.expire_all()
+    assert (one.site, one.team) == ("Oslo", "Team A")
+    assert (two.site, two.team) == (None, None)
+
+
+def test_site_too_long_is_a_manifest_problem_and_nothing_is_written(study, plan_files):
+    before = row_counts()
+    plan = plan_files(study, {"s1.txt": SESSION_TXT}, manifest=f"file,site\ns1.txt,{'x' * 101}\n")
+    assert _messages(plan) == ["manifest.csv:2: site is too long (101 characters; the limit is 100) — "
+                               "use a short site name or code"]
+    assert row_counts() == before
