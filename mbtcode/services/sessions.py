@@ -30,6 +30,8 @@ class SessionSummary:
             "phase": s.phase,
             "session_number": s.session_number,
             "language": s.language,
+            "site": s.site,
+            "team": s.team,
             "therapists": s.participant_codes("therapist"),
             "patients": s.participant_codes("patient"),
         }

@@ -394,6 +394,13 @@ def test_session_list_json_shape(cli, study, import_files):
     }
 
 
+def test_session_list_json_has_site_and_team_from_the_manifest(cli, study, import_files):
+    manifest = "file,label,therapist,patient,site,team\na.txt,s1,TH-01,PT-01,Oslo,Team A\n"
+    import_files(study, {"a.txt": TXT}, manifest=manifest)
+    (item,) = json.loads(cli("session", "list", "--study", "Pilot", "--json").stdout)
+    assert (item["site"], item["team"], item["therapists"]) == ("Oslo", "Team A", ["TH-01"])
+
+
 def test_session_list_json_empty_study(cli, study):
     result = cli("session", "list", "--study", "Pilot", "--json")
     assert result.exit_code == 0
