@@ -25,7 +25,7 @@ class BoundedIntConverter(IntegerConverter):
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import adjudication, assignments, auth, coding, ratings, reliability, sessions, studies
+    from . import adjudication, api, api_tokens, assignments, auth, coding, ratings, reliability, sessions, studies
 
     app.url_map.converters["int"] = BoundedIntConverter
     app.register_blueprint(auth.bp)
@@ -36,6 +36,8 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(ratings.bp)
     app.register_blueprint(reliability.bp)
     app.register_blueprint(adjudication.bp)
+    app.register_blueprint(api_tokens.bp)
+    app.register_blueprint(api.bp)
     app.after_request(_security_headers)
     app.add_template_filter(format_timestamp, "timestamp")
     app.add_url_rule("/", endpoint="index", view_func=studies.home)
