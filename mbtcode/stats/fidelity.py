@@ -368,13 +368,14 @@ def drift_flags(values: Sequence[float], cutoff: float | None, *, recent: int = 
                 min_for_trend: int = 4) -> list[DriftFlag]:
     """Flags for one therapist's scores in session order.
 
-    ``below_cutoff``: the mean of the last ``recent`` scored sessions is under the cut-off.
+    ``below_cutoff``: the mean of the last ``recent`` scored sessions is under the cut-off
+    (needs ``recent`` scored sessions: one weak session is not yet a pattern).
     ``trending_down``: over at least ``min_for_trend`` sessions the slope is negative and its
     95% interval excludes zero.
     """
     y = [v for v in values if v is not None and np.isfinite(v)]
     flags = []
-    if cutoff is not None and y:
+    if cutoff is not None and len(y) >= recent:
         last = y[-recent:]
         mean = float(np.mean(last))
         if mean < cutoff:

@@ -25,7 +25,20 @@ class BoundedIntConverter(IntegerConverter):
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import adjudication, api, api_tokens, assignments, auth, coding, ratings, reliability, sessions, studies
+    from . import (
+        adjudication,
+        api,
+        api_tokens,
+        assignments,
+        auth,
+        coding,
+        fidelity,
+        quality,
+        ratings,
+        reliability,
+        sessions,
+        studies,
+    )
 
     app.url_map.converters["int"] = BoundedIntConverter
     app.register_blueprint(auth.bp)
@@ -38,8 +51,11 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(adjudication.bp)
     app.register_blueprint(api_tokens.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(fidelity.bp)
+    app.register_blueprint(quality.bp)
     app.after_request(_security_headers)
     app.add_template_filter(format_timestamp, "timestamp")
+    app.add_template_global(fidelity.user_can, "user_can")
     app.add_url_rule("/", endpoint="index", view_func=studies.home)
 
 

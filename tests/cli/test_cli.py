@@ -475,3 +475,42 @@ def test_demo_with_broken_transcript_fails_cleanly(cli, monkeypatch, tmp_path):
     assert result.exit_code == 1
     assert "demo transcripts do not import cleanly" in _error_line(result)
     assert row_counts() == before
+
+
+def test_demo_fidelity_history(cli, make_user, client_for):
+    """The demo's second study: a year of rated sessions of each demo therapist, TH-02 drifting
+    below the cut-off, two program audits six months apart; the pages show them (issue 5)."""
+    from datetime import date
+
+    from mbtcode.services import fidelity, quality_audits
+    from mbtcode.services.demo import FIDELITY_STUDY
+
+    assert cli("demo", "--no-serve").exit_code == 0
+    assert len(list_sessions(get_study_by_name("MBT demo study"))) == 7  # unchanged
+    study = get_study_by_name(FIDELITY_STUDY)
+    data = fidelity.load(study)
+    per_therapist = data.therapists.groupby("therapist_code").size().to_dict()
+    assert set(per_therapist) == {"TH-01", "TH-02", "TH-03", "TH-04"}
+    assert all(12 <= n <= 20 for n in per_therapist.values()), per_therapist
+    assert set(data.sessions["source"]) == {"single_rater", "none"}
+    assert date(2025, 7, 1) <= min(data.sessions["session_date"]) <= max(data.sessions["session_date"]) \
+        <= date(2026, 6, 30)
+    assert data.sessions["site"].notna().all() and data.sessions["team"].notna().all()
+    assert data.values["not_applicable"].any()  # some items N/A, where the MBT-ACS allows it
+    summaries = {s.therapist: s for s in fidelity.therapist_summaries(data)}
+    assert [t for t, s in summaries.items() if s.flagged] == ["TH-02"]
+    assert "below_cutoff" in {f.kind for f in summaries["TH-02"].flags["adherence"]}
+    assert len(fidelity.profile(data, None).responsiveness) > 0  # the tiny transcripts are coded
+    audits = quality_audits.list_audits(study)
+    assert [a.audit_date for a in audits] == [date(2025, 12, 1), date(2026, 6, 1)]
+    assert all(len(a.ratings) == 20 for a in audits)
+
+    admin = client_for(make_user("admin"))
+    dashboard = admin.get(f"/studies/{study.id}/fidelity").get_data(as_text=True)
+    assert "Needs attention: 1 therapist(s) flagged" in dashboard and "Adherence below cut-off" in dashboard
+    assert dashboard.count("<svg ") == 2  # the level profile and the responsiveness
+    assert "2025-12-01" in admin.get(f"/studies/{study.id}/quality").get_data(as_text=True)
+
+    before = row_counts()
+    assert cli("demo", "--no-serve").exit_code == 0
+    assert row_counts() == before  # running it again adds nothing

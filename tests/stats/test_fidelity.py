@@ -282,7 +282,7 @@ def test_drift_flags():
     assert kinds([3, 5, 3, 5, 3]) == ["below_cutoff"]  # last three 3.67; slope exactly 0
     assert kinds([4, 5, 4, 5]) == []
     assert kinds([7, 6.5, 6, 5.5, 5.1]) == ["trending_down"]  # still adequate, falling
-    assert kinds([3.9]) == ["below_cutoff"]
+    assert kinds([3.9]) == [] and kinds([3.9, 3.0]) == []  # fewer than three: not yet a pattern
     assert fs.drift_flags([1, 1, 1], None) == []  # no cut-off, no below-cut-off flag
     (flag,) = fs.drift_flags([3, 3, 3], 4)
     assert "mean 3.00 over the last 3" in flag.message and "cut-off 4" in flag.message
