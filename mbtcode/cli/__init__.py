@@ -67,6 +67,7 @@ main = MbtcodeGroup(
 
 def _commands() -> list[click.Command]:
     from . import db, demo, import_, import_work, irr, reliability, schemes, sessions, studies, users
+    from .export import export
 
     return [
         db.init,
@@ -82,6 +83,7 @@ def _commands() -> list[click.Command]:
         sessions.session,
         irr.irr,
         reliability.reliability,
+        export,
     ]
 
 

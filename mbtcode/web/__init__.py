@@ -26,12 +26,14 @@ class BoundedIntConverter(IntegerConverter):
 
 def register_blueprints(app: Flask) -> None:
     from . import (
+        access,
         adjudication,
         api,
         api_tokens,
         assignments,
         auth,
         coding,
+        exports,
         fidelity,
         quality,
         ratings,
@@ -53,9 +55,10 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(api.bp)
     app.register_blueprint(fidelity.bp)
     app.register_blueprint(quality.bp)
+    app.register_blueprint(exports.bp)
     app.after_request(_security_headers)
     app.add_template_filter(format_timestamp, "timestamp")
-    app.add_template_global(fidelity.user_can, "user_can")
+    app.add_template_global(access.user_can, "user_can")
     app.add_url_rule("/", endpoint="index", view_func=studies.home)
 
 

@@ -26,6 +26,11 @@ def load_study_or_404(study_id: int) -> Study:
     return study
 
 
+def user_can(capability: str, study: Study) -> bool:
+    """Template helper (``user_can("export", study)``): may the signed-in user do this?"""
+    return can(current_user, capability, study)
+
+
 def require(capability: str, study: Study) -> None:
     """403 unless the current user's role in ``study`` allows ``capability``."""
     if not can(current_user, capability, study):

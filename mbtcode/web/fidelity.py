@@ -52,11 +52,6 @@ RESPONSE_COLOURS = ("#1b6e3a", "#d9dde2", "#a4161a")
 RESPONSE_LEGEND = ("Recommended", "Neither", "Iatrogenic")
 
 
-def user_can(capability: str, study: Study) -> bool:
-    """Template helper: whether the signed-in user has ``capability`` in ``study``."""
-    return can(current_user, capability, study)
-
-
 def nav(study: Study) -> list[tuple[str, str]]:
     """(endpoint, title) of the fidelity pages the current user may open."""
     if not can(current_user, "view_fidelity", study):

@@ -19,7 +19,6 @@ from sqlalchemy import select
 
 from mbtcode.extensions import db
 from mbtcode.models import (
-    Assignment,
     Consensus,
     ConsensusCode,
     ConsensusRating,

@@ -8,12 +8,16 @@ from sqlalchemy import select
 
 from mbtcode import create_app
 from mbtcode.extensions import db
-from mbtcode.models import AuditEvent, UtteranceCode
+from mbtcode.models import AuditEvent, QualityAudit, UtteranceCode
+from mbtcode.services.api_tokens import create_token
 from mbtcode.services.coding import record_note
 from tests.conftest import PASSWORD, csrf_token_from, row_counts
 
 PUBLIC = "public"
 ANY = "any signed-in user"
+#: The JSON API: a bearer token only, never the session cookie, so the browser checks below
+#: do not apply (see test_api_ignores_the_session_cookie and tests/web/test_api.py).
+BEARER = "bearer token only"
 #: Who may use each endpoint: PUBLIC, ANY, or the set of roles (keys of ``_people``) that may.
 #: ``rater`` is the rater of the assignment in the URL; ``other_rater`` codes the same session
 #: in their own assignment; ``outsider`` coordinates another study only.
@@ -57,11 +61,33 @@ ACCESS = {
     "adjudication.finalize": {"admin", "coordinator"},
     "adjudication.reopen": {"admin", "coordinator"},
     "adjudication.discard": {"admin", "coordinator"},
+    # API tokens page: everyone has their own; ``rater`` owns the token in the URL.
+    "api_tokens.index": ANY,
+    "api_tokens.create": ANY,
+    "api_tokens.confirm_revoke": {"rater"},
+    "api_tokens.revoke": {"rater"},
+    "api.studies": BEARER,
+    "api.table": BEARER,
+    "api.openapi": PUBLIC,
+    # fidelity dashboards and program quality audits (issue 5): no raters
+    "fidelity.dashboard": {"admin", "coordinator", "analyst"},
+    "fidelity.therapist": {"admin", "coordinator", "analyst"},
+    "quality.index": {"admin", "coordinator", "analyst"},
+    "quality.audit": {"admin", "coordinator", "analyst"},
+    "quality.new": {"admin", "coordinator"},
+    "quality.create": {"admin", "coordinator"},
+    "quality.update": {"admin", "coordinator"},
+    "quality.confirm_delete": {"admin", "coordinator"},
+    "quality.delete": {"admin", "coordinator"},
+    # exports (issue 5): de-identified for analysts; the POST without a choice is a 422
+    "exports.form": {"admin", "coordinator", "analyst"},
+    "exports.download": {"admin", "coordinator", "analyst"},
 }
 ROLES = ("admin", "coordinator", "analyst", "rater", "other_rater", "outsider")
 #: Routes about one rater's work: for everyone else they do not exist (blinding).
 RATER_ONLY = {e for e, who in ACCESS.items() if who == {"rater"}}
 SECRET_TEXT = "He never listens"
+WORLD_THERAPIST = "TH-W1"
 PRIVATE_NOTE = "alice-private-note-7731"
 
 
@@ -78,7 +104,7 @@ def _rules() -> list[tuple[str, str]]:
 
 
 RULES = _rules()
-GUARDED = [(e, m) for e, m in RULES if ACCESS.get(e) is not PUBLIC]
+GUARDED = [(e, m) for e, m in RULES if ACCESS.get(e) not in (PUBLIC, BEARER)]
 BY_ROLE = [(e, m) for e, m in RULES if isinstance(ACCESS.get(e), set)]
 
 
@@ -87,6 +113,19 @@ def world(coding_world):
     """The coding world, with a note of rater A's that must never leak."""
     w = coding_world
     record_note(w.a, w.utterance(1), PRIVATE_NOTE, expected_version=0, actor=w.rater_a)
+    db.session.commit()
+    token, _secret = create_token(w.rater_a, "Alice's pipeline", actor=w.rater_a)
+    db.session.commit()
+    w.api_token_id = token.id
+    # A therapist of the session and a program audit, so the fidelity pages have real targets.
+    from mbtcode.models import Participant, SessionParticipant
+    from mbtcode.services.quality_audits import create_audit
+
+    therapist = Participant(study_id=w.study.id, kind="therapist", code=WORLD_THERAPIST)
+    db.session.add(therapist)
+    db.session.flush()
+    db.session.add(SessionParticipant(session_id=w.session.id, participant_id=therapist.id))
+    create_audit(w.study, audit_date="2026-03-01", values={"1": "4"}, actor=w.coordinator)
     db.session.commit()
     return w
 
@@ -99,6 +138,8 @@ def url_for_rule(app, world):
         "assignment_id": world.a.id, "utterance_id": world.utterance(1).id,
         "instrument_id": "mbt-acs", "item_id": "2", "dimension": "adherence",
         "filename": "css/app.css",
+        "token_id": world.api_token_id, "level": "session",
+        "code": WORLD_THERAPIST, "audit_id": db.session.scalar(select(QualityAudit.id)),
     }
 
     def build(endpoint: str) -> str:
@@ -276,6 +317,23 @@ def test_pages_for_everyone_show_an_outsider_nothing_of_the_study(world, client_
     # Signing out last: it ends the session the other checks use.
     _each(sorted([(e, m) for e, m in RULES if ACCESS.get(e) is ANY],
                  key=lambda r: r[0] == "auth.logout"), check)
+
+
+def test_api_ignores_the_session_cookie(world, client, client_for, url_for_rule):
+    """No API endpoint but the public description answers a browser, signed in or not."""
+    bearer = [(e, m) for e, m in RULES if ACCESS.get(e) is BEARER]
+    assert {e for e, _ in bearer} >= {"api.studies", "api.table"}
+    admin = client_for(world.admin)
+
+    def check(endpoint, method):
+        for browser in (client, admin):
+            response = browser.open(url_for_rule(endpoint), method=method)
+            assert response.status_code == 401, response.status_code
+            assert response.headers["WWW-Authenticate"].startswith("Bearer")
+            assert response.get_json()["error"]["status"] == 401
+            assert not _leaks(response)
+
+    _each(bearer, check)
 
 
 def test_login_page_is_public(client):
