@@ -52,11 +52,22 @@ class FidelityData:
     sessions: pd.DataFrame
     #: The counting rating values (``stats.fidelity.counting_ratings``).
     values: pd.DataFrame
-    #: The counting codes: session_id, utterance_id, coder, weight, code_set, code.
-    codes: pd.DataFrame
     #: Session → therapist code, one row per (session, therapist) (group sessions: several).
     therapists: pd.DataFrame
+    #: Weight of each submitted coding and the sessions with a final consensus (for ``codes``).
+    weights: pd.DataFrame = field(repr=False)
+    final_consensus: list[int] = field(repr=False)
+    session_ids: list[int] | None = field(default=None, repr=False)
     _utterances: pd.DataFrame | None = field(default=None, repr=False)
+
+    @cached_property
+    def codes(self) -> pd.DataFrame:
+        """The counting codes: session_id, utterance_id, coder, weight, code_set, code.
+
+        Read on first use: scores and the session export need only the ratings, and a large
+        study has millions of codes.
+        """
+        return _counting_codes(self.study, self.session_ids, self.weights, self.final_consensus)
 
     @property
     def instrument(self) -> Instrument | None:
@@ -97,12 +108,20 @@ def load(study: Study, *, session_ids: list[int] | None = None) -> FidelityData:
 
     ratings = rating_frame(study, include_gold=True, session_ids=session_ids)
     values = fs.counting_ratings(ratings, weights, _consensus_ratings(study, final))
-    codes = _counting_codes(study, session_ids, weights, final)
     therapists = _therapist_links(study, session_ids)
-    return FidelityData(study, scheme, sessions, values, codes, therapists)
+    return FidelityData(study, scheme, sessions, values, therapists, weights, final, session_ids)
 
 
 # ----------------------------------------------------------------------------- reading
+
+
+def _tuples(query) -> list[tuple]:
+    """Result rows as plain tuples (types processed, e.g. dates on SQLite).
+
+    pandas 3 probes every record with ``hasattr(row, "dtype")``, which on a SQLAlchemy
+    ``Row`` raises and catches an AttributeError: about 4 µs a row, seconds on a large study.
+    """
+    return [tuple(row) for row in db.session.execute(query)]
 
 
 def _session_frame(study: Study, session_ids: list[int] | None) -> pd.DataFrame:
@@ -112,17 +131,17 @@ def _session_frame(study: Study, session_ids: list[int] | None) -> pd.DataFrame:
     ).where(TherapySession.study_id == study.id)
     if session_ids is not None:
         query = query.where(TherapySession.id.in_(session_ids))
-    rows = db.session.execute(query.order_by(TherapySession.id)).all()
+    rows = _tuples(query.order_by(TherapySession.id))
     frame = pd.DataFrame(rows, columns=["session_id", "session", "session_date", "phase", "modality",
                                         "session_number", "site", "team"])
     frame["session_id"] = frame["session_id"].astype("int64")
     frame["session_number"] = frame["session_number"].astype("Int64")
-    links = db.session.execute(
+    links = _tuples(
         select(SessionParticipant.session_id, Participant.kind, Participant.code)
         .join(Participant, Participant.id == SessionParticipant.participant_id)
         .where(Participant.study_id == study.id)
         .order_by(SessionParticipant.session_id, Participant.kind, Participant.code)
-    ).all()
+    )
     codes: dict[tuple[int, str], list[str]] = {}
     for session_id, kind, code in links:
         codes.setdefault((session_id, kind), []).append(code)
@@ -139,21 +158,15 @@ def _study_days(frame: pd.DataFrame, links: list[tuple[int, str, str]]) -> pd.Se
     Sessions with no date or not exactly one patient (group sessions) have none: a group has
     no single treatment start.
     """
-    dates = dict(zip(frame["session_id"], frame["session_date"], strict=True))
-    patient_of: dict[int, list[str]] = {}
-    for session_id, kind, code in links:
-        if kind == "patient":
-            patient_of.setdefault(session_id, []).append(code)
-    first: dict[str, date] = {}
-    for session_id, patients in patient_of.items():
-        d = dates.get(session_id)
-        if d is not None and len(patients) == 1:
-            first[patients[0]] = min(d, first.get(patients[0], d))
-    days = []
-    for session_id in frame["session_id"]:
-        patients, d = patient_of.get(session_id, []), dates.get(session_id)
-        days.append((d - first[patients[0]]).days if d is not None and len(patients) == 1 else None)
-    return pd.Series(days, index=frame.index, dtype="Int64")
+    patients = pd.DataFrame([(sid, code) for sid, kind, code in links if kind == "patient"],
+                            columns=["session_id", "patient_code"])
+    n_patients = patients.groupby("session_id")["patient_code"].transform("size")
+    one = patients[n_patients == 1]
+    dated = frame[["session_id", "session_date"]].merge(one, on="session_id", how="left")
+    when = pd.to_datetime(dated["session_date"])
+    first = when.groupby(dated["patient_code"]).transform("min")
+    days = (when - first).dt.days
+    return pd.Series(days.to_numpy(), index=frame.index).astype("Int64")
 
 
 def patient_first_session_dates(study: Study) -> dict[str, date]:
@@ -172,8 +185,7 @@ def _submitted_assignments(study: Study, session_ids: list[int] | None) -> pd.Da
         Assignment.study_id == study.id, Assignment.status == "submitted")
     if session_ids is not None:
         query = query.where(Assignment.session_id.in_(session_ids))
-    rows = db.session.execute(query).all()
-    return pd.DataFrame(rows, columns=["session_id", "assignment_id", "rater_id"]).astype("int64")
+    return pd.DataFrame(_tuples(query), columns=["session_id", "assignment_id", "rater_id"]).astype("int64")
 
 
 def _final_consensus_sessions(study: Study, session_ids: list[int] | None) -> list[int]:
@@ -184,12 +196,12 @@ def _final_consensus_sessions(study: Study, session_ids: list[int] | None) -> li
 
 
 def _consensus_ratings(study: Study, final: list[int]) -> pd.DataFrame:
-    rows = db.session.execute(
+    rows = _tuples(
         select(Consensus.session_id, ConsensusRating.instrument, ConsensusRating.item,
                ConsensusRating.dimension, ConsensusRating.value, ConsensusRating.not_applicable)
         .join(Consensus, Consensus.id == ConsensusRating.consensus_id)
         .where(Consensus.study_id == study.id, Consensus.status == "final")
-    ).all() if final else []
+    ) if final else []
     frame = pd.DataFrame(rows, columns=["session_id", "instrument", "item", "dimension", "value",
                                         "not_applicable"])
     return frame[frame["session_id"].isin(final)]
@@ -210,12 +222,12 @@ def _counting_codes(study: Study, session_ids: list[int] | None, weights: pd.Dat
         "code": rows["code"].astype(str),
     })
     if final:
-        cons = db.session.execute(
+        cons = _tuples(
             select(Consensus.session_id, ConsensusCode.utterance_id, ConsensusCode.code_set, ConsensusCode.code)
             .join(Consensus, Consensus.id == ConsensusCode.consensus_id)
             .where(Consensus.study_id == study.id, Consensus.status == "final",
                    ConsensusCode.code.is_not(None))
-        ).all()
+        )
         cons_frame = pd.DataFrame(cons, columns=["session_id", "utterance_id", "code_set", "code"])
         cons_frame = cons_frame[cons_frame["session_id"].isin(final)]
         # the consensus is one coder per session; negative ids never collide with assignments
@@ -231,8 +243,7 @@ def _therapist_links(study: Study, session_ids: list[int] | None) -> pd.DataFram
              .where(Participant.study_id == study.id, Participant.kind == "therapist"))
     if session_ids is not None:
         query = query.where(SessionParticipant.session_id.in_(session_ids))
-    rows = db.session.execute(query).all()
-    return pd.DataFrame(rows, columns=["session_id", "therapist_code"])
+    return pd.DataFrame(_tuples(query), columns=["session_id", "therapist_code"])
 
 
 # ----------------------------------------------------------------------------- profiles

@@ -105,26 +105,52 @@ def counting_ratings(
     ``ratings``: the raters' rows (``assignment_id``, ``instrument``, ``item``, ``dimension``,
     ``value`` NaN for N/A, ``not_applicable``); ``weights`` from :func:`counting_sources`;
     ``consensus_ratings``: rows of final consensuses (``session_id`` instead of the
-    assignment). Returns ``session_id, instrument, item, dimension, value, not_applicable``.
+    assignment). Returns ``session_id, instrument, item, dimension, value, not_applicable``
+    (string columns as plain Python strings; rows in no particular order).
+
+    Most sessions have one counting coding, whose rows are taken as they are; only sessions
+    with several (the mean of raters) are grouped: a study of 20,000 sessions has 800,000
+    rating rows, and grouping them all costs seconds.
     """
     counted = weights.loc[weights["weight"] > 0, ["assignment_id", "session_id"]]
-    rows = ratings.drop(columns=["session_id"], errors="ignore").merge(counted, on="assignment_id")
-    for col in ("instrument", "item", "dimension"):
-        rows[col] = rows[col].astype(str)
-    rows["value"] = rows["value"].astype(float)
-    rows["na"] = rows["not_applicable"].astype(bool)
-    grouped = rows.groupby(_RATING_KEYS, sort=True, observed=True)
-    out = pd.DataFrame({"value": grouped["value"].mean(), "any_na": grouped["na"].any()}).reset_index()
-    out["not_applicable"] = out["value"].isna() & out["any_na"]
-    out = out.drop(columns="any_na")
+    rows = ratings[["assignment_id", "instrument", "item", "dimension", "value", "not_applicable"]].merge(
+        counted, on="assignment_id")
+    rows = pd.DataFrame({
+        "session_id": rows["session_id"].to_numpy(dtype="int64"),
+        **{col: _strings(rows[col]) for col in ("instrument", "item", "dimension")},
+        "value": rows["value"].to_numpy(dtype=float),
+        "not_applicable": rows["not_applicable"].to_numpy(dtype=bool),
+    })
+    per_session = counted.groupby("session_id").size()
+    several = rows["session_id"].isin(per_session.index[per_session > 1])
+    parts = [rows[~several]]
+    if several.any():
+        grouped = rows[several].groupby(_RATING_KEYS, sort=False)
+        mean = pd.DataFrame({"value": grouped["value"].mean(), "any_na": grouped["not_applicable"].any()})
+        mean["not_applicable"] = mean["value"].isna() & mean["any_na"]
+        parts.append(mean.drop(columns="any_na").reset_index())
+    out = pd.concat(parts, ignore_index=True)
     if consensus_ratings is not None and len(consensus_ratings):
-        cons = consensus_ratings[_RATING_KEYS + ["value", "not_applicable"]].copy()
-        for col in ("instrument", "item", "dimension"):
-            cons[col] = cons[col].astype(str)
-        cons["value"] = cons["value"].astype(float)
-        cons["not_applicable"] = cons["not_applicable"].astype(bool)
+        cons = pd.DataFrame({
+            "session_id": consensus_ratings["session_id"].to_numpy(dtype="int64"),
+            **{col: _strings(consensus_ratings[col]) for col in ("instrument", "item", "dimension")},
+            "value": consensus_ratings["value"].to_numpy(dtype=float),
+            "not_applicable": consensus_ratings["not_applicable"].to_numpy(dtype=bool),
+        })
         out = pd.concat([out[~out["session_id"].isin(cons["session_id"])], cons], ignore_index=True)
-    return out.sort_values(_RATING_KEYS, kind="stable").reset_index(drop=True)
+    return out.reset_index(drop=True)
+
+
+def _strings(column: pd.Series) -> pd.Series:
+    """A (categorical or text) column as Python strings in an object column, cheaply.
+
+    pandas 3 turns text into Arrow strings element by element (seconds per million rows);
+    a categorical's few categories are converted once and taken by code instead.
+    """
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        categories = np.asarray([str(c) for c in column.cat.categories] + [None], dtype=object)
+        return pd.Series(categories[column.cat.codes.to_numpy()], dtype=object)
+    return pd.Series(column.to_numpy(dtype=object), dtype=object)
 
 
 # ----------------------------------------------------------------------------- session scores
@@ -144,7 +170,7 @@ def session_scores(values: pd.DataFrame, instrument: Instrument,
     for each overall rating: ``overall_{d}`` and ``overall_{d}_adequate``; then one column per
     item and dimension (:func:`item_column`), NaN for N/A or not rated.
     """
-    v = values[values["instrument"].astype(str) == instrument.id]
+    v = values[values["instrument"] == instrument.id]
     ids = pd.Index(sorted(set(v["session_id"]) | set(session_ids or ())), name="session_id", dtype="int64")
     out = pd.DataFrame(index=ids)
     item_cols: dict[str, pd.Series] = {}
