@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from ..database import reading
 from ..services import ServiceError
 from ._common import require_current_schema, transactional
 
@@ -88,10 +89,11 @@ def export(study_name: str, level: str, fmt: str, out: Path | None, include_text
     if study is None:
         raise click.ClickException(
             f"no study named '{study_name}'; list the studies with 'mbtcode study list'")
-    table = exports.export_table(study, level, actor=None, include_text=include_text,
-                                 include_notes=include_notes)
     try:
-        data = ef.write(table, fmt)
+        with reading():  # raters keep saving while a large table is built (SQLite)
+            table = exports.export_table(study, level, actor=None, include_text=include_text,
+                                         include_notes=include_notes)
+            data = ef.write(table, fmt)
     except ef.ExportFormatError as exc:
         raise ServiceError(str(exc)) from exc
     rows = len(table.frame)

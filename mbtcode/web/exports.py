@@ -15,6 +15,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, request
 from flask_login import current_user, login_required
 
+from ..database import reading
 from ..extensions import db
 from ..io import export_formats as ef
 from ..models import Study
@@ -96,9 +97,10 @@ def download(study_id: int):
     if errors:
         return _page(study, errors=errors, chosen=chosen, status=422)
     try:
-        table = exports.export_table(study, level, actor=current_user, include_text=include_text,
-                                     include_notes=include_notes)
-        data = ef.write(table, fmt)
+        with reading():  # raters keep saving while a large table is built
+            table = exports.export_table(study, level, actor=current_user, include_text=include_text,
+                                         include_notes=include_notes)
+            data = ef.write(table, fmt)
     except exports.ExportDenied as exc:
         db.session.rollback()
         abort(403, description=f"Not exported: {exc}.")
