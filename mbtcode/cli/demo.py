@@ -6,7 +6,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from ..services.demo import load_demo
+from ..services.demo import FIDELITY_STUDY, load_demo
 from ._common import safe_url, transactional
 from .db import run_server
 
@@ -37,6 +37,8 @@ def _setup() -> None:
         click.echo(f"Demo study '{result.study_name}': imported {result.imported} sessions.")
     else:
         click.echo(f"Demo study '{result.study_name}' is already loaded.")
+    click.echo(f"Fidelity demo study '{FIDELITY_STUDY}': a simulated year of rated sessions "
+               "for the fidelity dashboard.")
     click.echo("Demo accounts (fictional data only; passwords kept in the instance folder):")
     for email, role, password in result.accounts:
         click.echo(f"  {role:<12} {email:<32} {password}")
