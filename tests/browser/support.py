@@ -67,3 +67,37 @@ def current_row(page) -> dict:
 def open_coding_page(page, url: str) -> None:
     page.goto(url)
     page.wait_for_selector("li.utt.current")
+
+
+# ---- keyboard and screenshots (the fidelity, quality, export and API token pages) ----------
+
+
+def focused(page, predicate: str) -> bool:
+    """Whether ``predicate`` (JS, of the focused element) holds."""
+    return page.evaluate(f"() => {{ const e = document.activeElement; return !!e && ({predicate})(e); }}")
+
+
+def tab_to(page, predicate: str, *, limit: int = 80) -> None:
+    """Press Tab until ``predicate`` (JS, of the focused element) holds."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if focused(page, predicate):
+            return
+    raise AssertionError(f"Tab never reached: {predicate}")
+
+
+def tab_to_link(page, text: str, *, limit: int = 80) -> None:
+    """Tab to the first link whose visible text (or aria-label) is ``text``."""
+    tab_to(page, f"e => e.tagName === 'A' && (e.getAttribute('aria-label') || e.textContent.trim()) === {text!r}",
+           limit=limit)
+
+
+def screenshot(page, name: str) -> None:
+    # caret="initial": Playwright's caret hiding leaves style="" on inputs, which htmx would
+    # copy onto swapped content (a CSP violation of the test's own making)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True, caret="initial")
+
+
+def sign_out(page) -> None:
+    with page.expect_navigation():
+        page.get_by_role("button", name="Sign out").click()
