@@ -644,9 +644,19 @@ def _check_code_sets(code_sets: Any, problems: list[_Problem]) -> None:
 
 def _check_instruments(instruments: Any, problems: list[_Problem]) -> None:
     instrument_ids = _Ids(problems, "instrument id")
+    session_instrument: str | None = None
     for ii, ins in _objects(instruments):
         here: tuple[str | int, ...] = ("instruments", ii)
         instrument_ids.add(ins.get("id"), here + ("id",))
+        if ins.get("target") == "session":
+            # fidelity scores, exports and the dashboard score one session instrument
+            if session_instrument is not None:
+                problems.append((here + ("target",),
+                                 f"a scheme has at most one instrument rated per session, and "
+                                 f"'{session_instrument}' is one already; put the other instrument "
+                                 "in a scheme of its own"))
+            else:
+                session_instrument = str(ins.get("id"))
 
         scale = ins.get("scale") if isinstance(ins.get("scale"), dict) else {}
         lo, hi = scale.get("min"), scale.get("max")

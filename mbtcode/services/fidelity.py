@@ -125,12 +125,12 @@ def _tuples(query) -> list[tuple]:
 
 
 def _session_frame(study: Study, session_ids: list[int] | None) -> pd.DataFrame:
+    # every session of the study is read: a patient's study day counts from their first
+    # session, which need not be among ``session_ids``
     query = select(
         TherapySession.id, TherapySession.label, TherapySession.session_date, TherapySession.phase,
         TherapySession.modality, TherapySession.session_number, TherapySession.site, TherapySession.team,
     ).where(TherapySession.study_id == study.id)
-    if session_ids is not None:
-        query = query.where(TherapySession.id.in_(session_ids))
     rows = _tuples(query.order_by(TherapySession.id))
     frame = pd.DataFrame(rows, columns=["session_id", "session", "session_date", "phase", "modality",
                                         "session_number", "site", "team"])
@@ -149,6 +149,8 @@ def _session_frame(study: Study, session_ids: list[int] | None) -> pd.DataFrame:
         frame[kind] = [";".join(codes.get((sid, kind), [])) for sid in frame["session_id"]]
     frame.insert(0, "study", study.name)
     frame["study_day"] = _study_days(frame, links)
+    if session_ids is not None:
+        frame = frame[frame["session_id"].isin(list(session_ids))].reset_index(drop=True)
     return frame
 
 
@@ -211,13 +213,16 @@ def _counting_codes(study: Study, session_ids: list[int] | None, weights: pd.Dat
                     final: list[int]) -> pd.DataFrame:
     columns = ["session_id", "utterance_id", "coder", "weight", "code_set", "code"]
     raw = code_frame(study, include_gold=True, session_ids=session_ids)
-    counted = weights.loc[weights["weight"] > 0, ["assignment_id", "weight"]]
+    counted = weights.loc[weights["weight"] > 0, ["assignment_id"]]
     rows = raw.merge(counted, on="assignment_id")
+    # each counting coding that has codes weighs 1/n: a second rater who only rated the
+    # session (no codes) must not halve the first rater's codes
+    n_coders = rows.groupby("session_id")["assignment_id"].transform("nunique")
     rows = pd.DataFrame({
         "session_id": rows["session_id"].astype("int64"),
         "utterance_id": rows["utterance_id"].astype("int64"),
         "coder": rows["assignment_id"].astype("int64"),
-        "weight": rows["weight"].astype(float),
+        "weight": 1.0 / n_coders.to_numpy(dtype=float),
         "code_set": rows["code_set"].astype(str),
         "code": rows["code"].astype(str),
     })
@@ -288,14 +293,22 @@ def profile(data: FidelityData, by: str | None = None) -> Profile:
 # ----------------------------------------------------------------------------- over time
 
 
+def scored_sessions(data: FidelityData) -> pd.DataFrame:
+    """The sessions that have a score: a counting source and at least one dimension mean or
+    overall rating (a session that was only coded has a source but no score)."""
+    scores = data.scores
+    columns = [c for dim in score_dimensions(data) for c in (f"{dim}_mean", f"overall_{dim}")
+               if c in scores]
+    has_score = scores[columns].notna().any(axis=1) if columns else pd.Series(False, index=scores.index)
+    return scores[(scores["source"] != "none") & has_score]
+
+
 def ordered_scores(data: FidelityData) -> pd.DataFrame:
     """Scored sessions per therapist in time order (date, then session number, then label).
 
     One row per (therapist, session): a group session with two therapists counts for both.
     """
-    scores = data.scores
-    scored = scores[scores["source"] != "none"]
-    rows = scored.merge(data.therapists, on="session_id")
+    rows = scored_sessions(data).merge(data.therapists, on="session_id")
     rows["_date"] = pd.to_datetime(rows["session_date"])
     rows = rows.sort_values(["therapist_code", "_date", "session_number", "session"],
                             kind="stable", na_position="last")
@@ -343,8 +356,7 @@ def therapist_summaries(data: FidelityData, *, recent: int = 3) -> list[Therapis
 
 def group_means(data: FidelityData, by: str) -> pd.DataFrame:
     """Per value of ``by`` (team, site, phase…) and dimension: n, mean, sd and 95% CI."""
-    scores = data.scores
-    scored = scores[scores["source"] != "none"]
+    scored = scored_sessions(data)
     records = []
     keys = sorted(scored[by].dropna().unique().tolist()) if by in scored else []
     for key in keys:
@@ -358,7 +370,6 @@ def group_means(data: FidelityData, by: str) -> pd.DataFrame:
 
 def study_means(data: FidelityData) -> dict[str, fs.MeanCI]:
     """Study-wide mean per dimension over the scored sessions."""
-    scores = data.scores
-    scored = scores[scores["source"] != "none"]
+    scored = scored_sessions(data)
     return {dim: fs.mean_ci(scored[f"{dim}_mean"].dropna().astype(float)) for dim in score_dimensions(data)}
 

@@ -64,8 +64,10 @@ def counting_sources(
     the gold-standard assignment. Returns ``sessions`` (session_id, source, n_raters) and the
     assignments with a ``weight`` column (0 for codings that do not count).
     """
-    gold = dict(gold or {})
     asg = assignments[["session_id", "assignment_id", "rater_id"]].drop_duplicates("assignment_id")
+    # a gold coding counts only while it is submitted (a reopened one is work in progress)
+    submitted = set(asg["assignment_id"].tolist())
+    gold = {s: a for s, a in (gold or {}).items() if a in submitted}
     n_raters = asg.groupby("session_id").size().rename("n_raters")
     consensus_ids = sorted(set(int(s) for s in consensus_sessions))
     index = n_raters.index.union(pd.Index(consensus_ids, dtype="int64"))
@@ -289,8 +291,11 @@ def mode_response_table(codes: pd.DataFrame, links: pd.DataFrame, scheme: Scheme
     by = list(by)
     mode_sets = {cs.id for cs in scheme.code_sets if any(c.responses_code_set for c in cs.codes)}
     mode_rows = codes[codes["code_set"].astype(str).isin(mode_sets)]
+    # one answer per coder and utterance, whatever grouping rows ``codes`` repeats (a group
+    # session with two therapists is in the frame once per therapist)
+    answers = codes[["coder", "utterance_id", "code_set", "code"]].drop_duplicates(["coder", "utterance_id"])
     pairs = mode_rows.merge(links, on="utterance_id").merge(
-        codes[["coder", "utterance_id", "code_set", "code"]].rename(
+        answers.rename(
             columns={"utterance_id": "response_id", "code_set": "response_set", "code": "response"}),
         on=["coder", "response_id"],
     )

@@ -293,6 +293,15 @@ def test_level_reference_without_levels() -> None:
     assert "this code set declares no 'levels'" in _only(doc)
 
 
+def test_at_most_one_session_instrument() -> None:
+    doc = _minimal()
+    second = copy.deepcopy(next(i for i in doc["instruments"] if i["target"] == "session"))
+    second["id"] = "second-scale"
+    doc["instruments"].append(second)
+    message = _only(doc)
+    assert "at most one instrument rated per session" in message and "target" in message
+
+
 def test_item_level_must_be_declared() -> None:
     doc = _minimal()
     doc["instruments"][0]["levels"] = [{"id": "team", "label": "Team"}]
@@ -348,7 +357,8 @@ def test_undeclared_dimension_in_item_and_overall() -> None:
          "/code_sets/2/id", "duplicate code set id"),
         (lambda d: d["code_sets"][0]["codes"].append({"id": "VAL", "label": "Again"}), "/code_sets/0/codes/3/id",
          "duplicate code id"),
-        (lambda d: d["instruments"].append(copy.deepcopy(d["instruments"][0])), "/instruments/1/id",
+        (lambda d: d["instruments"].append({**copy.deepcopy(d["instruments"][0]), "target": "program"}),
+         "/instruments/1/id",
          "duplicate instrument id"),
         (lambda d: d["instruments"][0]["items"][1].update(id="1"), "/instruments/0/items/1/id", "duplicate item id"),
         (lambda d: d["instruments"][0]["items"][1].update(number=1), "/instruments/0/items/1/number",

@@ -136,12 +136,14 @@ def test_gold_session_counts_the_experts_coding(world):
 
 
 def test_therapist_summaries_and_group_means(world):
-    study, *_ = world
+    study, _, _, needed = world
     data = fidelity.load(study)
     by_code = {s.therapist: s for s in fidelity.therapist_summaries(data)}
     a = by_code["TH-A"]
-    adherence = sorted(data.scores.set_index("session").loc[["s1", "s2", "s3"], "adherence_mean"])
-    assert a.n_sessions == 3 and a.means["adherence"].mean == pytest.approx(sum(adherence) / 3)
+    k = sum(1 for _, item, dim in needed if dim == "adherence" and not item.startswith("overall"))
+    # s1: (3 + 5(k−1))/k, s2: mean of raters 5, s3: consensus 3
+    assert a.n_sessions == 3
+    assert a.means["adherence"].mean == pytest.approx(((3 + 5 * (k - 1)) / k + 5 + 3) / 3)
     assert a.last_date == date(2026, 2, 2)
     # the last three adherence means (≈4.9, 5, 3) average under 4? no: ≈4.3 → no flag
     assert not a.flags["adherence"]
@@ -177,3 +179,46 @@ def test_profile_uses_consensus_codes_and_rater_weights(world):
     n_therapist_turns = sum(u.role == "therapist" for u in all_utterances(sessions["s2"]))
     assert levels.loc[("s2", "1"), "count"] == pytest.approx(n_therapist_turns / 2)
     assert as_scheme(study.scheme_version).code_set(roles["therapist"]).levels
+
+
+def test_a_reopened_gold_coding_leaves_the_submitted_one_counting(world):
+    study, sessions, assignments, _ = world
+    db.session.add(GoldStandard(study_id=study.id, session_id=sessions["s2"].id,
+                                assignment_id=assignments[("s2", 1)].id))
+    assignments[("s2", 1)].status = "assigned"  # the expert's coding reopened
+    db.session.commit()
+    scores = fidelity.load(study).scores.set_index("session")
+    assert scores.loc["s2", ["source", "n_raters"]].tolist() == ["single_rater", 1]
+    assert scores.loc["s2", "adherence_mean"] == 4
+
+
+def test_a_rater_without_codes_does_not_halve_the_codes_of_the_other(world):
+    study, sessions, assignments, _ = world
+    roles = codable_roles(study)
+    for u in all_utterances(sessions["s2"]):  # only rater 0 codes s2; rater 1 only rated it
+        if u.role == "therapist":
+            db.session.add(UtteranceCode(assignment_id=assignments[("s2", 0)].id, utterance_id=u.id,
+                                         code_set=roles["therapist"], code="EV"))
+    db.session.commit()
+    data = fidelity.load(study)
+    n_turns = sum(u.role == "therapist" for u in all_utterances(sessions["s2"]))
+    assert set(data.codes["weight"]) == {1.0}
+    level = fidelity.profile(data, "session_id").levels.set_index("level").loc["1"]
+    assert (level["count"], level["share"]) == (n_turns, 1.0)
+
+
+def test_study_days_count_from_the_first_session_also_for_a_subset(world):
+    study, sessions, *_ = world
+    subset = fidelity.load(study, session_ids=[sessions["s2"].id])
+    assert subset.sessions["study_day"].tolist() == [14]
+
+
+def test_a_session_with_codes_but_no_ratings_is_not_scored(world):
+    study, sessions, assignments, _ = world
+    db.session.query(ItemRating).filter(ItemRating.assignment_id == assignments[("s1", 0)].id).delete()
+    db.session.commit()
+    data = fidelity.load(study)
+    assert data.scores.set_index("session").loc["s1", "source"] == "single_rater"
+    assert "s1" not in set(fidelity.scored_sessions(data)["session"])
+    by_code = {s.therapist: s for s in fidelity.therapist_summaries(data)}
+    assert by_code["TH-A"].n_sessions == 2

@@ -125,6 +125,14 @@ def test_sources_in_order_consensus_gold_single_mean():
     assert w == {101: 1.0, 201: 0.5, 202: 0.5, 301: 0.0, 302: 0.0, 401: 1.0, 402: 0.0}
 
 
+def test_a_reopened_gold_coding_does_not_count():
+    # the expert's assignment 401 was reopened: it is not among the submitted codings
+    sessions, weights = fs.counting_sources(ASSIGNMENTS[ASSIGNMENTS["assignment_id"] != 401],
+                                            gold={4: 401})
+    assert sessions.set_index("session_id").loc[4].tolist() == ["single_rater", 1]
+    assert weights.set_index("assignment_id").loc[402, "weight"] == 1.0
+
+
 def test_a_consensus_without_submitted_codings_still_counts():
     sessions, _ = fs.counting_sources(ASSIGNMENTS.iloc[:0], consensus_sessions=[9])
     assert sessions.to_dict("records") == [{"session_id": 9, "source": "consensus", "n_raters": 0}]
@@ -221,6 +229,24 @@ def test_mode_response_table_and_responsiveness_by_hand(mbt):
                                ["all"]).set_index("mode")
     assert pooled.loc["PE", "share_recommended"] == pytest.approx(1.5 / 3)
     assert pooled.loc["PE", "share_iatrogenic"] == pytest.approx(1 / 3)
+
+
+def test_a_group_session_counts_once_for_each_of_its_therapists(mbt):
+    # session 1 (group, TH-A and TH-B): PE → EV twice; session 2 (TH-A alone): PE → ARG
+    c = codes([
+        (1, 101, 11, 1.0, NM, "PE"), (1, 102, 11, 1.0, IS, "EV"),
+        (1, 103, 11, 1.0, NM, "PE"), (1, 104, 11, 1.0, IS, "EV"),
+        (2, 201, 21, 1.0, NM, "PE"), (2, 202, 21, 1.0, IS, "ARG"),
+    ])
+    therapists = pd.DataFrame({"session_id": [1, 1, 2], "therapist": ["TH-A", "TH-B", "TH-A"]})
+    per_therapist = c.merge(therapists, on="session_id")  # session 1's rows twice
+    links = fs.response_links(utterances({1: "PTPT", 2: "PT"}))
+    table = fs.mode_response_table(per_therapist, links, mbt, ["therapist"])
+    cells = {(r.therapist, r.response): r.count for r in table.itertuples()}
+    assert cells == {("TH-A", "EV"): 2.0, ("TH-A", "ARG"): 1.0, ("TH-B", "EV"): 2.0}
+    resp = fs.responsiveness(table, mbt, ["therapist"]).set_index(["therapist", "mode"])
+    assert resp.loc[("TH-A", "PE"), "share_recommended"] == pytest.approx(2 / 3)
+    assert resp.loc[("TH-B", "PE"), "n_responses"] == 2
 
 
 def test_mentalizing_answers_are_in_the_table_but_not_in_responsiveness(mbt):
