@@ -155,7 +155,7 @@ def test_codes_made_after_the_login_expired_are_saved_after_a_new_login(
     assert len(made) == 2
     page.wait_for_function(
         "uids => uids.every(u => document.querySelector(`li.utt[data-uid=\"${u}\"] .save-state`)"
-        ".textContent.includes('sign in again'))", arg=list(made))
+        ".textContent.includes('sign in again'))", arg=list(made), timeout=15000)  # a loaded CI box
     assert "login has expired" in banner(page)
     assert "Sign in again" in banner(page)
     for uid, code in made.items():
