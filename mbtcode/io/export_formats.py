@@ -715,29 +715,56 @@ def codebook_json(table: Any) -> dict[str, Any]:
     }
 
 
+#: Characters escaped in the Markdown codebook: everything that can start inline markup
+#: (emphasis, code spans, links and images, autolinks and raw HTML, entities, strikethrough,
+#: math) or end a table cell. CommonMark shows a backslash-escaped ASCII punctuation character
+#: as itself.
+_MD_SPECIAL = frozenset("\\`*_{}[]()<>#|!&~$")
+#: Bare URLs that GitHub-flavoured Markdown would turn into links: ``scheme://`` and ``www.``.
+_MD_AUTOLINK = re.compile(r"(?i):(?=//)|(?<=www)\.")
+
+
 def _md(text: Any) -> str:
-    """Text for a Markdown table cell: pipes escaped, no line breaks."""
-    text = " ".join(str(text).split()).replace("\\", "\\\\").replace("|", "\\|")
-    return text.replace("<", "\\<").replace(">", "\\>")
+    """User-supplied text (a study name, label, description, value label, metadata value) as
+    literal Markdown text: on one line, Markdown punctuation backslash-escaped, so that nothing
+    in it renders as a link, an image, HTML, emphasis or a new table cell."""
+    text = "".join("\\" + c if c in _MD_SPECIAL else c for c in " ".join(str(text).split()))
+    return _MD_AUTOLINK.sub(lambda m: "\\" + m.group(0), text)
+
+
+def _md_code(text: Any) -> str:
+    """Text as a Markdown code span (on one line; a fence longer than any run of backticks in
+    it; pipes escaped, which GitHub-flavoured tables require even inside code)."""
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip(" ") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def codebook_markdown(table: Any) -> str:
-    """The codebook as Markdown (the same content as :func:`codebook_json`)."""
+    """The codebook as Markdown (the same content as :func:`codebook_json`).
+
+    Every text that comes from the study, the scheme or the data is escaped (:func:`_md`,
+    :func:`_md_code`): the codebook renders it as literal text, never as markup.
+    """
     book = codebook_json(table)
-    lines = [f"# {book['title']}", ""]
-    lines += [f"{book['rows']:,} rows. **Row order:** {book['row_order']}", ""]
+    study = _md(book["metadata"].get("study", ""))
+    lines = [f"# mbtcode export codebook: {study}, {_md(book['level'])} level", ""]
+    lines += [f"{book['rows']:,} rows. **Row order:** {_md(book['row_order'])}", ""]
     if book["counting_rule"]:
-        lines += ["## Which rating counts", "", book["counting_rule"], ""]
+        lines += ["## Which rating counts", "", _md(book["counting_rule"]), ""]
     lines += ["## Metadata", "", "| key | value |", "|---|---|"]
     lines += [f"| {_md(k)} | {_md(v)} |" for k, v in book["metadata"].items()
               if k not in ("counting_rule", "row_order")]  # shown above
     lines += ["", "## Columns", "", "| # | name | label | type | description |", "|---|---|---|---|---|"]
     for i, column in enumerate(book["columns"], start=1):
         kind = column["type"] + (" (categorical)" if column["categorical"] and column["type"] == "string" else "")
-        description = column["description"]
+        description = _md(column["description"])
         if column.get("original_id"):
-            description += f" Original item id: `{column['original_id']}`."
-        lines.append(f"| {i} | `{column['name']}` | {_md(column['label'])} | {kind} | {_md(description)} |")
+            description += f" Original item id: {_md_code(column['original_id'])}."
+        lines.append(f"| {i} | {_md_code(column['name'])} | {_md(column['label'])} | {_md(kind)} | "
+                     f"{description} |")
     coded = [c for c in book["columns"] if c["categorical"]]
     if coded:
         lines += ["", "## Value labels", "",
@@ -745,9 +772,9 @@ def codebook_markdown(table: Any) -> str:
                   "the text as its value label.", ""]
         for column in coded:
             pairs = ", ".join(f"{v['value']} = {_md(v['label'])}" for v in column["values"])
-            lines.append(f"- `{column['name']}`: {pairs}")
+            lines.append(f"- {_md_code(column['name'])}: {pairs}")
     lines += ["", "## Formats", ""]
-    lines += [f"- **{fmt}**: {note}" for fmt, note in book["formats"].items()]
+    lines += [f"- **{fmt}**: {_md(note)}" for fmt, note in book["formats"].items()]
     return "\n".join(lines) + "\n"
 
 

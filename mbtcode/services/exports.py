@@ -6,10 +6,12 @@ Stata with codebooks and a manifest. The command line (``mbtcode export``), the 
 and the JSON API all start here. User documentation: ``docs/exports.md``.
 
 De-identified by default: coders appear as rater codes (``R<user id>``, the codes of the
-reliability report) or ``consensus``, never as names or e-mails; utterance text and the
-raters' notes and rationales only with ``include_text`` / ``include_notes``, which need the
-``export_identifying`` capability (coordinators, site admins). Therapist and patient codes
-are the study's pseudonyms. Internal database ids of sessions and utterances are not
+reliability report) or ``consensus``, never as names or e-mails; utterance text with the
+transcript's speaker labels (which can be names: ``Dr. Müller``, ``Anna``), and the raters'
+notes and rationales, only with ``include_text`` / ``include_notes``, which need the
+``export_identifying`` capability (coordinators, site admins). Without them an utterance is
+identified by its position and speaker role only. Therapist and patient codes are the
+study's pseudonyms. Internal database ids of sessions and utterances are not
 exported (the session label and the utterance position identify them).
 
 Everything is ordered so that unchanged data give an identical table (and so identical
@@ -59,7 +61,7 @@ LEVELS = ("session", "therapist", "utterance", "rating", "outcomes")
 FORMATS = ef.FORMATS
 
 #: Bump when a level's columns or their meaning change; written into every export.
-EXPORT_FORMAT_VERSION = "1"
+EXPORT_FORMAT_VERSION = "2"  # 2: utterance level: speaker only with include_text
 
 #: Rater codes in exports (``R<user id>``, as the reliability report) and the consensus coder.
 CONSENSUS_CODER = "consensus"
@@ -132,10 +134,10 @@ def export_table(study: Study, level: str, *, actor: User | None, include_text: 
 
     ``actor`` None is the command line (a server operator, who may export anything); a user
     needs the ``export`` capability in the study, and ``export_identifying`` to include
-    utterance text (``include_text``) or notes and rationales (``include_notes``), else
-    ExportDenied. Text and notes exist at the utterance level (and notes at the rating
-    level); elsewhere the flags change nothing. A user's export is audited
-    (``export.table``); :func:`record_file` audits each file written.
+    utterance text and speaker labels (``include_text``) or notes and rationales
+    (``include_notes``), else ExportDenied. Text and notes exist at the utterance level
+    (and notes at the rating level); elsewhere the flags change nothing. A user's export is
+    audited (``export.table``); :func:`record_file` audits each file written.
     """
     if level not in LEVELS:
         shown = level if len(level) <= 30 else level[:27] + "…"
@@ -249,9 +251,10 @@ def _key_columns(names: list[str] | None = None) -> list[Column]:
         "session_date": Column("session_date", "Session date", "date",
                                "Date of the session; empty if not recorded."),
         "study_day": Column("study_day", "Study day of the session", "integer",
-                            "Days since the patient's first dated session in the study (day 0). Empty "
-                            "for undated sessions and for sessions with more than one patient "
-                            "(a group has no single treatment start)."),
+                            "Days since the patient's first dated individual session in the study "
+                            "(day 0: the first dated session with that patient as its only "
+                            "patient). Empty for undated sessions and for sessions with more than "
+                            "one patient (a group has no single treatment start)."),
         "phase": Column("phase", "Treatment phase", "string",
                         "Treatment phase of the session (initial, main, final); empty if unknown.",
                         _labels(list(PHASES))),
@@ -364,8 +367,10 @@ def _therapist_level(study: Study, **_flags: bool) -> tuple[pd.DataFrame, list[C
         Column("team", "Team(s)", "string",
                "Team of the therapist's sessions; several joined by ';' (sorted)."),
         Column("n_sessions", "Scored sessions", "integer",
-               "Sessions of the therapist with a counting coding (source other than none); a "
-               "group session with two therapists counts for both. 0: none scored yet."),
+               "Scored sessions of the therapist: a counting coding (source other than none) "
+               "with at least one dimension mean or overall rating (a session that was only "
+               "coded is not scored); a group session with two therapists counts for both. "
+               "0: none scored yet."),
         Column("first_session_date", "First scored session", "date",
                "Date of the therapist's first scored session."),
         Column("last_session_date", "Last scored session", "date",
@@ -540,9 +545,8 @@ def _utterance_level(study: Study, *, include_text: bool, include_notes: bool
         Column("position", "Utterance position", "integer",
                "1-based position of the utterance in the session's transcript."),
         Column("role", "Speaker role", "string",
-               "Role the speaker label was mapped to at import (which code set applies).",
-               _labels(list(SPEAKER_ROLES))),
-        Column("speaker", "Speaker label", "string", "Speaker label as written in the transcript."),
+               "Role the transcript's speaker label was mapped to at import (which code set "
+               "applies).", _labels(list(SPEAKER_ROLES))),
         Column("code_set", "Code set", "string",
                "The scheme's code set for the speaker role; empty for roles that are not coded. "
                + "; ".join(f"{cs.id} = {cs.title}" for cs in scheme.code_sets), {}),
@@ -558,6 +562,9 @@ def _utterance_level(study: Study, *, include_text: bool, include_notes: bool
         _basis_column(),
     ]
     if include_text:
+        columns.append(Column("speaker", "Speaker label", "string",
+                              "Speaker label as written in the transcript; it can be a name "
+                              "(identifying: exported on request only, with the text)."))
         columns.append(Column("text", "Utterance text", "string",
                               "The utterance as transcribed (identifying: exported on request only)."))
     if include_notes:
@@ -566,14 +573,15 @@ def _utterance_level(study: Study, *, include_text: bool, include_notes: bool
                               "(identifying: exported on request only)."))
 
     coded_sessions = sorted(set(codings["session_id"]))
-    utt_cols = [Utterance.id, Transcript.session_id, Utterance.position, Utterance.speaker, Utterance.role]
+    # speaker labels can be names: read (and exported) only with the text
+    utt_cols = [Utterance.id, Transcript.session_id, Utterance.position, Utterance.role]
     if include_text:
-        utt_cols.append(Utterance.text)
+        utt_cols += [Utterance.speaker, Utterance.text]
     rows = _raw_rows(
         select(*utt_cols).join(Transcript, Transcript.id == Utterance.transcript_id)
         .where(Transcript.study_id == study.id, Transcript.session_id.in_(coded_sessions))
     ) if coded_sessions else []
-    names = ["utterance_id", "session_id", "position", "speaker", "role"] + (["text"] if include_text else [])
+    names = ["utterance_id", "session_id", "position", "role"] + (["speaker", "text"] if include_text else [])
     utterances = _records(rows, names, ints=("utterance_id", "session_id", "position"))
 
     # every coding × every utterance of its session
@@ -757,8 +765,8 @@ def _outcomes_level(study: Study, **_flags: bool) -> tuple[pd.DataFrame, list[Co
                "Name of the outcome measure as imported (e.g. BSI-GSI, GAF)."),
         Column("outcome_date", "Outcome date", "date", "Date of the outcome measurement, if imported."),
         Column("study_day", "Study day of the outcome", "integer",
-               "Days since the patient's first dated session in the study (day 0; negative "
-               "before it): as imported, or derived from the outcome date and the patient's "
+               "Days since the patient's first dated individual session in the study (day 0; "
+               "negative before it): as imported, or derived from the outcome date and the patient's "
                "first one-patient session date (see study_day_derived). Empty when neither "
                "is possible."),
         Column("study_day_derived", "Study day derived", "boolean",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import PurePath
 from typing import Any
 
@@ -200,18 +201,19 @@ def _stored_keys(study: Study, measures: list[str]) -> dict[tuple, str]:
 def apply_outcomes_import(plan: OutcomePlan, *, actor: User | None) -> int:
     """Write a checked plan (deleting first with ``replace``); returns the number of outcomes written.
 
+    The audit row (``outcomes.import``) keeps, with ``replace``, every deleted outcome in
+    ``replaced_outcomes`` (see :func:`_delete_outcomes`), so that a replace can be undone.
+
     Flushes; the caller commits, so the deletion and the new values are one change.
     """
     if not plan.ok:
         raise ValueError("refusing to apply an import plan that has problems")
     study = plan.study
     measures = plan.file_measures
-    replaced = 0
+    removed: list[dict[str, Any]] = []
     if plan.replace and measures:
-        replaced = db.session.execute(
-            delete(Outcome).where(Outcome.study_id == study.id, Outcome.measure.in_(measures))
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        removed = _delete_outcomes(study, measures)
+    replaced = len(removed)
     if plan.rows:
         by = actor.id if actor else None
         db.session.execute(insert(Outcome), [{**row, "imported_by_id": by} for row in plan.rows])
@@ -220,7 +222,40 @@ def apply_outcomes_import(plan: OutcomePlan, *, actor: User | None) -> int:
         detail={"file": PurePath(plan.filename.replace("\\", "/")).name, "sha256": plan.sha256,
                 "outcomes": len(plan.rows), "measures": plan.measures,
                 "patients": len({row["patient_id"] for row in plan.rows}),
-                "replace": plan.replace, "replaced": replaced, "skipped_empty": plan.n_empty},
+                "replace": plan.replace, "replaced": replaced, "skipped_empty": plan.n_empty,
+                **({"replaced_outcomes": removed} if plan.replace else {})},
     )
     db.session.flush()
     return len(plan.rows)
+
+
+#: Outcomes deleted per statement (well below every database's limit on bound parameters).
+_DELETE_CHUNK = 500
+
+
+def _delete_outcomes(study: Study, measures: list[str]) -> list[dict[str, Any]]:
+    """Delete the study's outcomes of ``measures``; return them as the audit keeps them.
+
+    Each deleted outcome as ``{patient, measure, date, study_day, value, source}`` (patient by
+    code, date ISO 8601), ordered by patient, measure, date, study day (missing last): enough to trace a
+    replace and to import the old values again. Exactly the rows read are deleted (by id).
+    """
+    rows = db.session.execute(
+        select(Outcome.id, Participant.code, Outcome.measure, Outcome.outcome_date,
+               Outcome.study_day, Outcome.value, Outcome.source)
+        .join(Participant, Participant.id == Outcome.patient_id)
+        .where(Outcome.study_id == study.id, Outcome.measure.in_(measures))
+    ).all()
+    # sorted here, not by the database: SQLite and PostgreSQL order NULLs differently
+    rows = sorted(rows, key=lambda r: (r.code, r.measure, r.outcome_date is None,
+                                       r.outcome_date or date.min, r.study_day is None,
+                                       r.study_day or 0, r.id))
+    ids = [row.id for row in rows]
+    for start in range(0, len(ids), _DELETE_CHUNK):
+        db.session.execute(
+            delete(Outcome).where(Outcome.id.in_(ids[start:start + _DELETE_CHUNK]))
+            .execution_options(synchronize_session=False))
+    return [{"patient": code, "measure": measure,
+             "date": when.isoformat() if when is not None else None, "study_day": day,
+             "value": value, "source": source or ""}
+            for _id, code, measure, when, day, value, source in rows]

@@ -17,6 +17,7 @@ escaped here, so a hostile therapist code or scheme label stays text.
 from __future__ import annotations
 
 import html
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -295,15 +296,49 @@ def _clamp(value: float, lo: float, hi: float) -> float:
 
 
 LEGEND_ROW = 16
+#: Font size of legend labels (``svg.fid-chart text`` in app.css), in chart units.
+LEGEND_FONT = 11
+#: From an entry's left edge to its label (marker or swatch and a space), and the space after
+#: the label before the next entry.
+LEGEND_LABEL_OFFSET, LEGEND_GAP = 14, 12
+
+#: Advance widths (thousandths of an em) of the printable ASCII characters in DejaVu Sans,
+#: Debian's default sans-serif and wider than the other usual system fonts (Segoe UI,
+#: Roboto, Noto Sans, Helvetica, Arial): a legend laid out for it fits in those too.
+_ASCII_WIDTHS = (
+    318, 401, 460, 838, 636, 950, 780, 275, 390, 390, 500, 838, 318, 361, 318, 337,  # space … /
+    636, 636, 636, 636, 636, 636, 636, 636, 636, 636, 337, 337, 838, 838, 838, 531,  # 0 … ?
+    1000, 684, 686, 698, 770, 632, 575, 775, 752, 295, 295, 656, 557, 863, 748, 787,  # @ … O
+    603, 787, 695, 635, 611, 732, 684, 989, 685, 611, 685, 390, 337, 390, 838, 500,  # P … _
+    500, 613, 635, 550, 635, 615, 352, 635, 634, 278, 278, 579, 278, 974, 634, 612,  # ` … o
+    635, 635, 411, 521, 392, 634, 592, 818, 592, 592, 525, 636, 337, 636, 838,  # p … ~
+)
+
+
+def text_width(text: str, size: float = LEGEND_FONT) -> float:
+    """A generous estimate of the width of ``text`` at ``size`` (chart units): DejaVu Sans'
+    widths for ASCII, 0.8 em for other characters (ä, ß: about 0.63) and 1 em for wide ones."""
+    total = 0.0
+    for char in text:
+        code = ord(char)
+        if 32 <= code < 127:
+            total += _ASCII_WIDTHS[code - 32] / 1000
+        else:
+            total += 1.0 if unicodedata.east_asian_width(char) in ("W", "F") else 0.8
+    return total * size
 
 
 def _legend_layout(names: Sequence[str], *, start: float, limit: float = WIDTH - RIGHT,
                    chars: int = 30) -> list[tuple[float, int, str]]:
-    """(x, row, shortened name) of legend entries, wrapped onto new rows at ``limit``."""
+    """(x, row, shortened name) of legend entries, wrapped onto new rows at ``limit``.
+
+    Each entry is as wide as its marker, its label as DejaVu Sans sets it (see
+    :func:`text_width`) and a gap, so that no label runs into the next entry's marker.
+    """
     placed, x, row = [], start, 0
     for name in names:
         label = shorten(name, chars)
-        width = 22 + 6.4 * len(label)
+        width = LEGEND_LABEL_OFFSET + text_width(label) + LEGEND_GAP
         if placed and x + width > limit:
             x, row = start, row + 1
         placed.append((x, row, label))

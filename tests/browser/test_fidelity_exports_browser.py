@@ -523,7 +523,7 @@ def test_the_analyst_makes_an_api_token_uses_it_and_revokes_it(browser_page, liv
         assert headers["www-authenticate"].startswith("Bearer")  # (case-insensitive)
 
 
-# ---- a layout problem found while writing these tests ----------------------------------------------
+# ---- a layout problem found while writing these tests (legend widths, now measured per character) --
 
 
 LEGEND_OVERLAPS = """() => [...document.querySelectorAll('svg.fid-chart .chart-legend')].flatMap(g => {
@@ -540,9 +540,6 @@ LEGEND_OVERLAPS = """() => [...document.querySelectorAll('svg.fid-chart .chart-l
 })"""
 
 
-@pytest.mark.xfail(reason="mbtcode/web/fidelity_charts.py _legend_layout estimates 6.4 units per "
-                          "character; 'Recommended' (DejaVu Sans, 11px) is wider and overlaps the "
-                          "'Neither' swatch in the responsiveness legends", strict=False)
 def test_chart_legend_labels_do_not_overlap(browser_page, live_server):
     page = browser_page
     log_in(page, COORDINATOR, live_server.passwords[COORDINATOR])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import stat
 import subprocess
 import sys
 
@@ -116,6 +117,8 @@ def test_unknown_study_and_bad_choices(world, cli, tmp_path):
 
 
 def test_include_text_for_the_operator(world, cli, tmp_path):
+    tmp_path = tmp_path / "out"
+    tmp_path.mkdir()
     out = tmp_path / "utterances.parquet"
     result = cli("--study", STUDY, "--level", "utterance", "--format", "parquet", "--out", str(out),
                  "--include-text", "--include-notes")
@@ -124,6 +127,24 @@ def test_include_text_for_the_operator(world, cli, tmp_path):
     assert f"utterance 1 ({TEXT_TAG} 1)" in set(frame["text"]) and "note" in frame.columns
     manifest = json.loads((tmp_path / "utterances.parquet.manifest.json").read_text(encoding="utf-8"))
     assert manifest["include_text"] is True and manifest["include_notes"] is True
+    assert "speaker" in frame.columns  # speaker labels (names, perhaps) come with the text
+    # identifying files: readable by the operator only, whatever the umask
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}  # only these four
+    assert modes == dict.fromkeys(["utterances.parquet", "utterances.parquet.codebook.md",
+                                   "utterances.parquet.codebook.json",
+                                   "utterances.parquet.manifest.json"], 0o600)
+    notes = tmp_path / "ratings.csv"
+    assert cli("--study", STUDY, "--level", "rating", "--format", "csv", "--out", str(notes),
+               "--include-notes").exit_code == 0
+    assert stat.S_IMODE(notes.stat().st_mode) == 0o600
+    # an existing, more open file is replaced by a private one
+    plain = tmp_path / "plain.csv"
+    assert cli("--study", STUDY, "--level", "utterance", "--format", "csv", "--out", str(plain)).exit_code == 0
+    assert stat.S_IMODE(plain.stat().st_mode) == 0o666 & ~export_cli._umask()
+    assert "speaker" not in pd.read_csv(plain, encoding="utf-8-sig").columns
+    assert cli("--study", STUDY, "--level", "utterance", "--format", "csv", "--out", str(plain),
+               "--include-text").exit_code == 0
+    assert stat.S_IMODE(plain.stat().st_mode) == 0o600
 
 
 def test_an_interrupted_write_leaves_the_old_file_and_no_partial_one(world, cli, tmp_path, monkeypatch):
@@ -141,9 +162,28 @@ def test_an_interrupted_write_leaves_the_old_file_and_no_partial_one(world, cli,
     monkeypatch.undo()
     assert out.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.csv"]
-    # nothing was audited: the command rolled back
+    # the export was audited (committed) before any file was written: the audit log may
+    # name an export whose files never arrived, never a file it does not know
     db.session.rollback()
-    assert db.session.scalar(select(AuditEvent).where(AuditEvent.action == "export.file")) is None
+    event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "export.file"))
+    assert event is not None and event.detail["file"] == str(out)
+
+
+def test_the_audit_row_is_committed_before_the_first_file(world, cli, tmp_path, monkeypatch):
+    seen = []
+    write = export_cli.write_atomically
+
+    def spy(path, data, **kwargs):
+        with db.engine.connect() as other:  # another connection sees committed rows only
+            seen.append(other.execute(select(AuditEvent.detail).where(
+                AuditEvent.action == "export.file")).scalars().all())
+        write(path, data, **kwargs)
+
+    monkeypatch.setattr(export_cli, "write_atomically", spy)
+    out = tmp_path / "scores.dta"
+    assert cli("--study", STUDY, "--level", "session", "--format", "dta", "--out", str(out)).exit_code == 0
+    assert len(seen) == 4 and all(len(rows) == 1 for rows in seen)
+    assert seen[0][0]["sha256"] == ef.sha256(out.read_bytes())
 
 
 @pytest.mark.skipif(bool(os.environ.get("MBTCODE_TEST_DATABASE_URL")),

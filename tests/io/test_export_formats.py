@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -349,6 +350,43 @@ def test_markdown_cells_escape_pipes_and_tags():
     columns = [Col("coder", "Coder | who", "string", "R<number> of a rater\nsecond line")]
     text = ef.codebook_markdown(make_table(pd.DataFrame({"coder": ["R1"]}), columns))
     assert "Coder \\| who" in text and "R\\<number\\> of a rater second line" in text
+
+
+HOSTILE_NAME = "<img src=x onerror=alert(1)> | [x](javascript:alert(1))"
+
+
+def _literal(markdown: str) -> str:
+    """What is left of Markdown once backslash escapes and code spans are taken out."""
+    text = re.sub(r"(`+).*?\1", "", re.sub(r"\\.", "", markdown))
+    return text
+
+
+def test_markdown_codebook_shows_user_text_literally():
+    """A study, labels, descriptions, value labels, item ids and metadata full of Markdown and
+    HTML: the codebook shows them as text (CommonMark: a backslash-escaped punctuation
+    character is itself), never as an image, a link, HTML or a new table cell."""
+    hostile = HOSTILE_NAME + " **b** _i_ `c` &lt; ~~s~~ $x$ ![i](http://evil.example/i.png) <https://evil.example>"
+    columns = [
+        Col("phase", hostile, "string", "Phase " + hostile, {1: hostile, 2: "main"}),
+        Col("item_x", "Item", "number", "d", item_id="x`y | [z](javascript:alert(1))"),
+    ]
+    metadata = {**METADATA, "study": HOSTILE_NAME, "scheme_title": hostile, "row_order": hostile,
+                "counting_rule": hostile}
+    frame = pd.DataFrame({"phase": [hostile, "main"], "item_x": [1.0, 2.0]})
+    text = ef.codebook_markdown(make_table(frame, columns, metadata))
+    title = text.splitlines()[0]
+    assert title == ("# mbtcode export codebook: \\<img src=x onerror=alert\\(1\\)\\> \\| "
+                     "\\[x\\]\\(javascript:alert\\(1\\)\\), session level")
+    assert re.sub(r"\\(.)", r"\1", title) == f"# mbtcode export codebook: {HOSTILE_NAME}, session level"
+    left = _literal(text)
+    assert HOSTILE_NAME not in text and "](" not in left and not re.search(r"(?<!\\)<img", text)
+    assert not [c for c in "<>[]()!&~$" if c in left], [c for c in "<>[]()!&~$" if c in left]
+    assert "http://" not in left and "https://" not in left
+    # every table row keeps its number of cells: no pipe from the data ends a cell
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    cells = {line.split(" | ")[0]: len(re.findall(r"(?<!\\)\|", line)) for line in rows}
+    assert set(cells.values()) <= {3, 6}, cells
+    assert "Original item id: ``x`y \\| [z](javascript:alert(1))``." in text
 
 
 @pytest.mark.parametrize(("raw", "expected"), [

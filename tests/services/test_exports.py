@@ -13,16 +13,21 @@ coordinator and an analyst. MBT-ACS has 14 items rated for adherence and 17 for 
 * s5 (TH-B, PT-2, undated): one rater still coding → source none, no scores, listed last.
 * s6 (TH-B, PT-3, 2026-03-10, day 0): one rater, 4 everywhere → 4, adequate (cut-off 4).
   Its label, site, team and a speaker label are spreadsheet formulas.
+
+The transcript of s1 labels its first two speakers with names (``Dr. Müller``, a patient's
+full name), as real transcripts do: speaker labels leave mbtcode only with the text.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
 import time
 import zipfile
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -58,6 +63,7 @@ s6.txt,s6,TH-B,PT-3,2026-03-10,final,2
 """
 HOSTILE_LABEL = '=HYPERLINK("http://evil.example","x")'
 HOSTILE_SPEAKER = "@SUM(A1:A2)"
+SPEAKER_NAMES = ("Dr. Müller", "Annalena Transcriptname")  # transcript labels that are names
 RATER_NAMES = ("Zelda Secretname", "Yorick Hiddenname")
 RATER_EMAILS = ("zelda.secret@example.org", "yorick.hidden@example.org")
 TEXT_TAG = "whisperword"
@@ -97,6 +103,8 @@ def build_world(make_study, import_files, make_user, make_member, name="Export s
         session.team = "@SUM(A1)" if hostile else "T1"
     sessions["s6"].label = HOSTILE_LABEL
     all_utterances(sessions["s6"])[0].speaker = HOSTILE_SPEAKER
+    for utterance, name in zip(all_utterances(sessions["s1"]), SPEAKER_NAMES, strict=False):
+        utterance.speaker = name
     assignments = {}
     for label, who in [("s1", [0]), ("s2", [0, 1]), ("s3", [0, 1]), ("s4", [0, 1]), ("s5", [0]),
                        ("s6", [1])]:
@@ -231,6 +239,48 @@ def test_columns_are_documented_valid_and_labelled(world):
     assert all(isinstance(v, str) for v in m.values())
 
 
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "exports.md"
+
+
+def _doc_section(text: str, start: str, end: str) -> str:
+    return text[text.index(start):text.index(end, text.index(start))]
+
+
+def test_docs_name_every_column_and_the_categorical_ones(world):
+    """docs/exports.md describes the columns export_table really makes (level by level, with
+    and without text and notes) and calls categorical exactly the codebook's categorical
+    text columns."""
+    docs = DOCS.read_text(encoding="utf-8")
+    sections = {
+        "session": _doc_section(docs, "### `session`", "### `therapist`"),
+        "therapist": _doc_section(docs, "### `therapist`", "### `utterance`"),
+        "utterance": _doc_section(docs, "### `utterance`", "### `rating`"),
+        "rating": _doc_section(docs, "### `rating`", "### `outcomes`"),
+        "outcomes": _doc_section(docs, "### `outcomes`", "## Formats"),
+    }
+    keys = sections["session"]  # "the session keys" of the other levels
+    patterns = [r"item_\d+_(adherence|competence)",  # item_<item>_<dimension>
+                r"(adherence|competence)_(mean|n_items|n_na|adequate|n|sd|ci_low|ci_high|slope|"
+                r"slope_ci_low|slope_ci_high|slope_p|below_cutoff|trending_down)",
+                r"overall_(adherence|competence)(_adequate)?"]
+    categorical_in_docs = set(re.findall(r"`(\w+)`", re.search(
+        r"Categorical text columns \((.*?)\) and\s+booleans", docs, re.S).group(1)))
+    categorical = set()
+    for level in exports.LEVELS:
+        seen = set()
+        for flags in ({}, {"include_text": True, "include_notes": True}):
+            t = table(world, level, **flags)
+            book = ef.codebook_json(t)
+            categorical |= {c["name"] for c in book["columns"] if c["categorical"] and c["type"] == "string"}
+            seen |= {c.name for c in t.columns}
+        for name in sorted(seen):
+            if any(re.fullmatch(p, name) for p in patterns):
+                continue
+            assert f"`{name}`" in sections[level] + (keys if level in ("utterance", "rating") else ""), (level, name)
+    assert categorical_in_docs == categorical, (categorical_in_docs ^ categorical)
+    assert "`speaker` (the label as written in the transcript) and `text`" in sections["utterance"]
+
+
 # ----------------------------------------------------------------------------- therapist level
 
 
@@ -283,7 +333,8 @@ def test_utterance_level_rows_coders_and_counts(world):
     assert s3[s3["coder"] == r0]["level"].tolist()[0] == "none"  # ADV: outside the spectrum
     s4 = f[f["session"] == "s4"]
     assert s4.groupby("coder")["counts"].first().to_dict() == {r0: False, r1: True}
-    assert f[f["session"] == HOSTILE_LABEL]["speaker"].tolist()[0] == HOSTILE_SPEAKER
+    # an utterance is its position and role: the transcript's speaker label can be a name
+    assert "speaker" not in f.columns
     assert f["role"].tolist()[:2] == ["therapist", "patient"]
     codes = {c.name: c.values for c in t.columns}
     assert codes["code"][1] == "EV" and codes["level"][1] == "1" and codes["role"][1] == "therapist"
@@ -291,10 +342,15 @@ def test_utterance_level_rows_coders_and_counts(world):
 
 def test_text_and_notes_need_the_right_and_a_request(world):
     plain = table(world, "utterance", actor=world.coordinator)
-    assert "text" not in plain.frame.columns
+    assert "text" not in plain.frame.columns and "speaker" not in plain.frame.columns
+    notes_only = table(world, "utterance", actor=world.coordinator, include_notes=True)
+    assert "speaker" not in notes_only.frame.columns and "note" in notes_only.frame.columns
     full = table(world, "utterance", actor=world.coordinator, include_text=True, include_notes=True)
+    assert [c.name for c in full.columns][-3:] == ["speaker", "text", "note"]
     s1 = full.frame[full.frame["session"] == "s1"]
     assert s1["text"].tolist()[0] == f"utterance 1 ({TEXT_TAG} 1)"
+    assert s1["speaker"].tolist()[:3] == [*SPEAKER_NAMES, "T"]
+    assert full.frame[full.frame["session"] == HOSTILE_LABEL]["speaker"].tolist()[0] == HOSTILE_SPEAKER
     assert s1["note"].tolist()[4] == NOTE and full.metadata["include_text"] == "true"
     for flags in ({"include_text": True}, {"include_notes": True}):
         with pytest.raises(exports.ExportDenied, match="only the study's coordinators"):
@@ -302,7 +358,8 @@ def test_text_and_notes_need_the_right_and_a_request(world):
     with pytest.raises(exports.ExportDenied, match="does not allow exports"):
         table(world, "session", actor=world.raters[0])
     analyst = table(world, "utterance", actor=world.analyst)
-    assert "text" not in analyst.frame.columns and len(analyst.frame) == 54
+    assert "text" not in analyst.frame.columns and "speaker" not in analyst.frame.columns
+    assert len(analyst.frame) == 54
 
 
 def test_outsiders_cannot_export(world, make_study, make_user, make_member):
@@ -369,7 +426,8 @@ def _all_text(fmt: str, data: bytes, tmp_path) -> str:
 
 
 def test_no_names_text_or_notes_in_any_default_export(world, tmp_path):
-    secrets = [*RATER_NAMES, *RATER_EMAILS, "Cora Coordinator", "Ana Analyst", TEXT_TAG, NOTE, RATIONALE]
+    secrets = [*RATER_NAMES, *RATER_EMAILS, "Cora Coordinator", "Ana Analyst", *SPEAKER_NAMES, "Müller",
+               HOSTILE_SPEAKER, TEXT_TAG, NOTE, RATIONALE]
     for level in exports.LEVELS:
         t = table(world, level, actor=world.analyst)
         bundle = ef.bundle(t, "csv", "x.csv")
@@ -383,7 +441,7 @@ def test_no_names_text_or_notes_in_any_default_export(world, tmp_path):
 
 
 def test_formulas_are_neutralised_in_csv_and_xlsx(world):
-    t = table(world, "utterance")
+    t = table(world, "utterance", include_text=True)  # with the speaker labels
     csv = pd.read_csv(io.BytesIO(ef.write(t, "csv")), encoding="utf-8-sig", keep_default_na=False,
                       dtype=str)
     hostile = csv[csv["session"] == "'" + HOSTILE_LABEL]

@@ -135,6 +135,33 @@ def test_replace_deletes_the_files_measures_first(study):
     first, second = db.session.scalars(
         select(AuditEvent).where(AuditEvent.action == "outcomes.import").order_by(AuditEvent.id))
     assert (first.detail["replace"], second.detail["replace"], second.detail["replaced"]) == (False, True, 2)
+    assert "replaced_outcomes" not in first.detail
+
+
+def test_replace_keeps_the_replaced_values_in_the_audit(study):
+    """What --replace deleted is in its audit row, so that it can be traced and imported again."""
+    run(study, HEADER + "PT-02,,30,GAF,61.5\nPT-01,2024-01-10,,GAF,50\nPT-01,2024-02-10,40,GAF,52\n"
+                        "PT-01,2024-01-10,,WAI,4\n", name="old.csv")
+    run(study, HEADER + "PT-01,2024-03-01,,GAF,55\n", replace=True, name="new.csv")
+    event = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "outcomes.import")
+                               .order_by(AuditEvent.id.desc())).first()
+    db.session.expire_all()  # as stored (JSON), not as handed to the session
+    assert event.detail["replaced"] == 3
+    assert event.detail["replaced_outcomes"] == [
+        {"patient": "PT-01", "measure": "GAF", "date": "2024-01-10", "study_day": None, "value": 50.0,
+         "source": "old.csv:3"},
+        {"patient": "PT-01", "measure": "GAF", "date": "2024-02-10", "study_day": 40, "value": 52.0,
+         "source": "old.csv:4"},
+        {"patient": "PT-02", "measure": "GAF", "date": None, "study_day": 30, "value": 61.5,
+         "source": "old.csv:2"},
+    ]
+    # the audit row is enough to restore them: as a file, they import again as they were
+    restore = HEADER + "".join(f"{o['patient']},{o['date'] or ''},{'' if o['study_day'] is None else o['study_day']},"
+                               f"{o['measure']},{o['value']}\n" for o in event.detail["replaced_outcomes"])
+    run(study, restore, replace=True, name="restore.csv")
+    assert sorted((c, m, d, day, v) for c, m, d, day, v, _s in _stored()) == [
+        ("PT-01", "GAF", dt.date(2024, 1, 10), None, 50.0), ("PT-01", "GAF", dt.date(2024, 2, 10), 40, 52.0),
+        ("PT-01", "WAI", dt.date(2024, 1, 10), None, 4.0), ("PT-02", "GAF", None, 30, 61.5)]
 
 
 def test_replace_with_a_problem_deletes_nothing(study):

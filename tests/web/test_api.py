@@ -657,8 +657,13 @@ def submitted(w):
     return w
 
 
+SPEAKER_NAME = "Dr Hannah Speakerlabel"  # a transcript's speaker label that is a name
+
+
 def test_coordinators_get_text_and_notes_analysts_never(submitted, call, secret_for, exports):
     w = submitted
+    w.utterance(1).speaker = SPEAKER_NAME
+    db.session.commit()
     coordinator, analyst = secret_for(w.coordinator), secret_for(w.analyst)
     plain = call(table_url(w.study, "utterance"), coordinator)
     full = call(table_url(w.study, "utterance", include="text,notes"), coordinator)
@@ -668,7 +673,10 @@ def test_coordinators_get_text_and_notes_analysts_never(submitted, call, secret_
     for response in (plain, de_identified):
         assert SECRET_TEXT not in response.get_data(as_text=True)
         assert "private-note-4711" not in response.get_data(as_text=True)
+        assert SPEAKER_NAME not in response.get_data(as_text=True)
+        assert "speaker" not in [c["name"] for c in strict_json(response)["columns"]]
     assert SECRET_TEXT in full.get_data(as_text=True)
+    assert strict_json(full)["rows"][0]["speaker"] == SPEAKER_NAME
     assert "private-note-4711" in full.get_data(as_text=True)
     assert len(strict_json(full)["columns"]) > len(strict_json(plain)["columns"])
     assert_error(call(table_url(w.study, "utterance", include="text"), analyst), 403)

@@ -216,6 +216,42 @@ def test_long_legends_wrap_and_the_chart_grows():
     assert bar_y > max(float(s.get("y")) for s in swatches) and height >= bar_y + fc.BAR_HEIGHT
 
 
+# Widths of some labels in DejaVu Sans at 11 px (Debian's default sans-serif), from the font's
+# advance widths: 'Recommended' is 83.1 units wide, 7.55 per character.
+DEJAVU_11 = {"Recommended": 83.1, "Neither": 40.6, "Iatrogenic": 55.4, "Mean": 30.0,
+             "Therapist": 51.8, "Team": 30.9, "WWWWWWWWWW": 108.8, "Ärztin ß": 42.6}
+
+
+def test_text_width_is_dejavu_sans():
+    for text, width in DEJAVU_11.items():
+        assert fc.text_width(text) >= width - 0.05, text
+        assert fc.text_width(text) <= width * 1.15, text  # non-ASCII: a little generous
+
+
+@pytest.mark.parametrize("kind", ["bars", "lines"])
+def test_legend_labels_leave_room_before_the_next_entry(kind):
+    """Each label, as wide as DejaVu Sans sets it, ends at least 8 units before the next
+    entry's swatch or marker (the browser test measures the same in Chromium)."""
+    if kind == "bars":
+        names = ["Recommended", "Neither", "Iatrogenic", "WWWWWWWWWW", "Ärztin ß", "Mean"]
+        root = parse(bars_chart([], legend=names))
+        marks = [float(s.get("x")) for s in elements(root, "swatch")]
+        rows = [s.get("y") for s in elements(root, "swatch")]
+    else:
+        names = ["Mean", "Team", "Therapist", "Recommended", "WWWWWWWWWW", "Ärztin ß"]
+        lines = [fc.Series(n, [fc.Point(1, 3, "a"), fc.Point(2, 4, "b")]) for n in names]
+        root = parse(fc.score_chart(lines, chart_id="a", title="t", description="d", scale_min=1,
+                                    scale_max=5, cutoff=3))
+        marks = [float(fc._legend_layout(names, start=LEFT)[k][0]) for k in range(len(names))]
+        rows = [t.get("y") for t in elements(root, "legend-label")]
+    labels = elements(root, "legend-label")
+    assert [t.text for t in labels] == names
+    for k in range(len(names) - 1):
+        if rows[k] == rows[k + 1]:
+            end = float(labels[k].get("x")) + DEJAVU_11[names[k]]
+            assert marks[k + 1] - end >= 8, (names[k], marks[k + 1] - end)
+
+
 def test_bars_escape_hostile_labels():
     bar = fc.Bar(HOSTILE, [fc.Segment("a", 1, 1), fc.Segment("b", 0, 0), fc.Segment("c", 0, 0)], note=HOSTILE)
     markup = bars_chart([bar], legend=(HOSTILE, "b", "c"))

@@ -294,7 +294,10 @@ def test_a_therapist_without_scored_sessions(coding_world, client_for):
     db.session.add(Participant(study_id=w.study.id, kind="therapist", code="TH-NONE"))  # no session at all
     db.session.commit()
     body = html(browser.get(f"/studies/{w.study.id}/fidelity/therapists/TH-NONE"))
-    assert "TH-NONE has 0 session(s) in this study" in body and "TH-NONE has no sessions in this study" in body
+    # one clear message, not "0 session(s) … none with a submitted rating" beside "no sessions"
+    assert "No sessions yet" in body and body.count("TH-NONE has no sessions in this study") == 1
+    assert "session(s)" not in body and "No scored session yet" not in body
+    assert 'id="therapist-sessions"' not in body and "Spectrum level profile" not in body
 
 
 # --------------------------------------------------------------------------- access
