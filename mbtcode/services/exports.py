@@ -72,7 +72,8 @@ COUNTING_RULE = (
     "coding counts; (3) single_rater: the one submitted coding; (4) mean_of_raters: several "
     "submitted codings and no final consensus: each rating is the mean of the raters' numeric "
     "values (a rater's N/A or missing value is no value; the item is N/A when no rater gave a "
-    "number and at least one said N/A), and each rater's codes count with weight 1/n. Sessions "
+    "number and at least one said N/A), and the codes of each of the n codings that have codes "
+    "count with weight 1/n. Sessions "
     "with no submitted coding have source none and no scores. Only submitted codings and final "
     "consensuses count; the originals are never changed. Scores per dimension: the mean over "
     "the items rated for that dimension that have a value (N/A and missing excluded), with "
@@ -504,8 +505,9 @@ def _coder_columns() -> list[Column]:
                "counting rule): the consensus, the gold-standard coding, the single rater, or "
                "each rater of a session without consensus.", BOOLEAN),
         Column("weight", "Weight in the scores", "number",
-               "The coding's weight in the session's code counts: 1, 1/n for each of n raters "
-               "without consensus, 0 when another coding counts."),
+               "The coding's weight in the session's code counts: 1, 1/n for each of the n "
+               "counting codings that have codes (raters without consensus), 0 when another "
+               "coding counts or the coding has no codes."),
     ]
 
 
@@ -605,6 +607,18 @@ def _utterance_level(study: Study, *, include_text: bool, include_notes: bool
     cons_names = ["consensus_id", "utterance_id", "code_set_coded", "code", "basis"] + (
         ["note"] if include_notes else [])
     cons_codes = _records(cons_rows, cons_names, ints=("utterance_id",), nullable=("consensus_id",))
+
+    # a code weighs 1/n over the n counting codings of the session that have codes (as in
+    # services.fidelity): a rater who only rated the session has weight 0 here
+    with_codes = set(rater_codes.loc[rater_codes["code"].notna(), "assignment_id"].dropna().astype("int64"))
+    coding = grid[["session_id", "assignment_id", "counts"]].drop_duplicates("assignment_id")
+    coding = coding[coding["assignment_id"].notna()]
+    coding = coding.assign(coded=coding["counts"] & coding["assignment_id"].astype("int64").isin(with_codes))
+    n_coded = coding.groupby("session_id")["coded"].transform("sum")
+    code_weight = dict(zip(coding["assignment_id"].astype("int64"),
+                           np.where(coding["coded"], 1.0 / n_coded.clip(lower=1), 0.0), strict=True))
+    has_assignment = grid["assignment_id"].notna()
+    grid.loc[has_assignment, "weight"] = grid.loc[has_assignment, "assignment_id"].astype("int64").map(code_weight)
 
     is_cons = grid["coder"] == CONSENSUS_CODER
     parts = []
@@ -812,8 +826,7 @@ def _outcomes_level(study: Study, **_flags: bool) -> tuple[pd.DataFrame, list[Co
     outcomes["study"] = study.name
     outcomes = _sort_outcomes(outcomes)
 
-    scores = data.scores
-    scored = scores[scores["source"] != "none"].copy()
+    scored = fidelity.scored_sessions(data).copy()  # a session that was only coded has no score
     scored = scored.rename(columns={"study_day": "session_study_day"})
     match = nearest_sessions(outcomes, scored)
     frame = outcomes.merge(match, on="outcome_id", how="left", sort=False)

@@ -16,8 +16,8 @@ one *source* counts for its scores, in this order:
 3. ``single_rater`` — the one submitted coding;
 4. ``mean_of_raters`` — several submitted codings and no consensus: each rating is the mean of
    the raters' numeric values (a rater's N/A or missing value is no value; the item is N/A
-   when no rater gave a number and at least one said N/A), and each rater's codes count with
-   weight 1/n, so counts and tables are means over raters.
+   when no rater gave a number and at least one said N/A), and the codes of each of the n
+   codings that have codes count with weight 1/n, so counts and tables are means over them.
 
 The originals are never changed; ``n_raters`` (submitted codings) is reported with the source.
 

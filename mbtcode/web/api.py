@@ -605,7 +605,7 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                     "style": "form", "explode": False,
                     "schema": {"type": "array", "uniqueItems": True,
                                "items": {"type": "string", "enum": list(INCLUDES)}},
-                    "description": "Identifying columns to add: `text` (utterance text), "
+                    "description": "Identifying columns to add: `text` (utterance text and speaker labels), "
                                    "`notes` (rater notes), comma-separated. Needs the "
                                    "`export_identifying` capability (403 otherwise).",
                 },

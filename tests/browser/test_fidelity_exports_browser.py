@@ -370,7 +370,7 @@ def test_the_analyst_downloads_the_session_table_as_spss(browser_page, live_serv
     assert page.inner_text("h1").startswith("Export")
     # Analysts export de-identified tables only: the identifying boxes are not offered.
     assert page.get_by_role("checkbox").count() == 0
-    assert page.get_by_label("Utterance text (utterance level)").count() == 0
+    assert page.get_by_label("Utterance text and speaker labels (utterance level)").count() == 0
     assert "unless you tick them" not in page.inner_text("main")
 
     # Sessions (the default), SPSS, download: by keyboard.
@@ -423,7 +423,7 @@ def test_the_analyst_downloads_the_session_table_as_spss(browser_page, live_serv
     sign_out(page)
     log_in(page, COORDINATOR, live_server.passwords[COORDINATOR])
     page.goto(study_url + "/export")
-    for box in ("Utterance text (utterance level)", "Raters' notes and rationales (utterance and rating levels)"):
+    for box in ("Utterance text and speaker labels (utterance level)", "Raters' notes and rationales (utterance and rating levels)"):
         checkbox = page.get_by_role("checkbox", name=box)
         assert checkbox.is_visible() and not checkbox.is_checked()
 

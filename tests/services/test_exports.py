@@ -340,6 +340,18 @@ def test_utterance_level_rows_coders_and_counts(world):
     assert codes["code"][1] == "EV" and codes["level"][1] == "1" and codes["role"][1] == "therapist"
 
 
+def test_a_rater_who_only_rated_has_no_weight_in_the_code_counts(world):
+    # s2: rater 1's codes removed; rater 0's codes now count fully, rater 1's coding weighs 0
+    db.session.query(UtteranceCode).filter(
+        UtteranceCode.assignment_id == world.assignments[("s2", 1)].id).delete()
+    db.session.commit()
+    f = table(world, "utterance").frame
+    s2 = f[f["session"] == "s2"]
+    weights = s2.groupby("coder")["weight"].unique().to_dict()
+    assert {k: v.tolist() for k, v in weights.items()} == {world.code(0): [1.0], world.code(1): [0.0]}
+    assert s2["counts"].all()  # both codings' ratings still count (mean of raters)
+
+
 def test_text_and_notes_need_the_right_and_a_request(world):
     plain = table(world, "utterance", actor=world.coordinator)
     assert "text" not in plain.frame.columns and "speaker" not in plain.frame.columns
